@@ -1,0 +1,39 @@
+# Two entry points, each self-sufficient on a fresh machine:
+#   make demo   creates .venv, installs, writes the theory-to-scale report to reports/latest/
+#   make test   creates .venv, installs, runs the default test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is pinned to the CPU wheel and installed before anything else, so that no
+# dependency resolution can ever pull a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: demo test install bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/pip install --quiet -e ".[test,bench,docs]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m scale.report
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(STAMP)
+	$(BIN)/asv machine --yes >/dev/null
+	$(BIN)/asv run -E existing:$(abspath $(BIN)/python) --set-commit-hash $$(git rev-parse HEAD) --show-stderr
+	$(BIN)/asv publish
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) reports .asv site

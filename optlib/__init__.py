@@ -1,0 +1,8 @@
+"""optlib: modern optimization algorithms as their papers state them, with theorems checked by tests."""
+
+from .minimize import methods, minimize, register_method
+from .problem import Constants, Problem
+from .result import OptimizeResult, Trace
+
+__all__ = ["Constants", "OptimizeResult", "Problem", "Trace", "methods", "minimize", "register_method"]
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""Linear algebra shared by the optimizers: metrics, regularized Newton solves, the cubic subproblem."""
+
+from .cubic import CubicSubproblem
+from .regularized import (
+    FactorizationError,
+    LowRank,
+    Metric,
+    NonPSDCurvatureError,
+    as_metric,
+    regularized_newton_step,
+)
+
+__all__ = [
+    "CubicSubproblem",
+    "FactorizationError",
+    "LowRank",
+    "Metric",
+    "NonPSDCurvatureError",
+    "as_metric",
+    "regularized_newton_step",
+]

@@ -1,0 +1,125 @@
+"""The cubic-regularized Newton subproblem (Nesterov & Polyak 2006, eq. (2.6) in the M/6 convention).
+
+    minimize_d  m(d) = <g, d> + 1/2 <A d, d> + (M/6) ||d||^3,     ||d|| = sqrt(d^T B d).
+
+A global minimizer satisfies ``g + A d + (M/2) ||d|| B d = 0`` with ``A + (M/2)||d|| B`` positive
+semidefinite (Nesterov & Polyak 2006, Prop. 1), also when ``A`` is indefinite. With ``B = L L^T``
+and the eigendecomposition ``L^{-1} A L^{-T} = Q diag(a) Q^T`` the condition becomes a scalar
+equation in ``r = ||d||``:
+
+    r = || (diag(a) + (M r / 2) I)^{-1} Q^T L^{-1} g ||,    r >= r_min = max(0, -2 min(a) / M),
+
+whose right side decreases in ``r``. We solve it by Newton's method on
+``psi(r) = 1/||z(r)|| - 1/r`` (the secular-equation form that converges without overshoot),
+safeguarded by bisection, and handle the "hard case" (g orthogonal to the bottom eigenvector).
+The eigendecomposition is computed once per point and reused for every ``M`` the search tries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .regularized import Metric
+
+Tensor = torch.Tensor
+
+
+class CubicSubproblem:
+    """Eigen-factored cubic model at one point; :meth:`solve` returns the minimizer for any ``M``."""
+
+    def __init__(self, A: Tensor, g: Tensor, metric: Metric) -> None:
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] != g.shape[0]:
+            raise ValueError(f"cubic subproblem: A of shape {tuple(A.shape)} does not match g of length {g.shape[0]}")
+        if not bool(torch.isfinite(A).all()):
+            raise ValueError("cubic subproblem: the curvature matrix has non-finite entries")
+        self.A = A
+        self.g = g
+        self.metric = metric
+        if metric.is_identity:
+            A_t, g_t = A, g
+        else:
+            Linv_A = torch.linalg.solve_triangular(metric.chol, A, upper=False)
+            A_t = torch.linalg.solve_triangular(metric.chol, Linv_A.T, upper=False).T
+            g_t = torch.linalg.solve_triangular(metric.chol, g.unsqueeze(-1), upper=False).squeeze(-1)
+        A_t = 0.5 * (A_t + A_t.T)
+        self.a, self.Q = torch.linalg.eigh(A_t)
+        self.ghat = self.Q.T @ g_t
+
+    def _z_norm(self, r: float, M: float) -> float:
+        return float(torch.linalg.vector_norm(self.ghat / (self.a + 0.5 * M * r)))
+
+    def solve(self, M: float, tol: float = 1e-15, maxiter: int = 200) -> Tensor:
+        """The global minimizer ``d`` of the cubic model for regularization ``M > 0``."""
+        if not M > 0:
+            raise ValueError(f"cubic regularization M must be positive, got {M}")
+        a, ghat = self.a, self.ghat
+        a_min = float(a[0])
+        r_min = max(0.0, -2.0 * a_min / M)
+        gnorm = float(torch.linalg.vector_norm(ghat))
+        if gnorm == 0.0:
+            if a_min >= 0:
+                return torch.zeros_like(self.g)
+            return self._hard_case(M, r_min)
+        # Hard case: the equation has no root above r_min when the components of g along the
+        # bottom eigenspace vanish and the remaining part is too short.
+        shift = a + 0.5 * M * r_min
+        bottom = shift <= 1e-12 * max(1.0, abs(a_min))
+        if a_min < 0 and bool((ghat[bottom].abs() <= 1e-14 * gnorm).all()):
+            rest = ghat[~bottom] / shift[~bottom]
+            if float(torch.linalg.vector_norm(rest)) <= r_min:
+                return self._hard_case(M, r_min)
+        # Bracket: phi(r) = ||z(r)|| - r is positive just above r_min and negative for large r.
+        lo = r_min
+        hi = max(r_min, 1.0)
+        while self._z_norm(hi, M) > hi:
+            hi *= 2.0
+        r = hi
+        for _ in range(maxiter):
+            w = a + 0.5 * M * r
+            z2 = float(torch.sum(ghat**2 / w**2))
+            zn = math.sqrt(z2)
+            psi = 1.0 / zn - 1.0 / r
+            if abs(psi) * r <= tol:
+                break
+            if psi > 0:  # ||z|| < r: root lies below r
+                hi = r
+            else:
+                lo = r
+            dz2 = float(torch.sum(ghat**2 / w**3)) * (-M)  # d(z2)/dr
+            dpsi = -0.5 * dz2 / z2**1.5 + 1.0 / r**2
+            r_new = r - psi / dpsi if dpsi != 0 else 0.5 * (lo + hi)
+            if not (lo < r_new < hi):
+                r_new = 0.5 * (lo + hi)
+            if abs(r_new - r) <= tol * r:
+                r = r_new
+                break
+            r = r_new
+        z = -ghat / (a + 0.5 * M * r)
+        return self._to_d(z)
+
+    def _hard_case(self, M: float, r_min: float) -> Tensor:
+        a, ghat = self.a, self.ghat
+        shift = a + 0.5 * M * r_min
+        bottom = shift <= 1e-12 * max(1.0, abs(float(a[0])))
+        z = torch.zeros_like(ghat)
+        z[~bottom] = -ghat[~bottom] / shift[~bottom]
+        tau2 = max(r_min**2 - float(torch.sum(z**2)), 0.0)
+        z[int(torch.nonzero(bottom)[0])] += math.sqrt(tau2)
+        return self._to_d(z)
+
+    def _to_d(self, z: Tensor) -> Tensor:
+        zq = self.Q @ z
+        if self.metric.is_identity:
+            return zq
+        return torch.linalg.solve_triangular(self.metric.chol.T, zq.unsqueeze(-1), upper=True).squeeze(-1)
+
+    def model_value(self, d: Tensor, M: float) -> float:
+        """``m(d) = <g, d> + 1/2 <A d, d> + (M/6) ||d||^3``."""
+        r = self.metric.norm(d)
+        return float(torch.dot(self.g, d) + 0.5 * torch.dot(d, self.A @ d)) + M / 6.0 * r**3
+
+    def residual(self, d: Tensor, M: float) -> Tensor:
+        """``g + A d + (M/2) ||d|| B d`` (zero at the minimizer)."""
+        return self.g + self.A @ d + 0.5 * M * self.metric.norm(d) * self.metric.apply(d)

@@ -1,0 +1,160 @@
+"""Metrics and regularized Newton systems ``(H + lam B) d = -g``.
+
+Curvature ``H`` may be
+
+* a dense symmetric ``(n, n)`` tensor,
+* a 1-D tensor (a diagonal matrix),
+* :class:`LowRank` ``U diag(s) U^T`` (solved with the Woodbury identity, no ``n x n`` factorization
+  once ``B`` is factored; with ``U`` a single column this is Sherman-Morrison),
+* ``None`` (``H = 0``; the step is the scaled, preconditioned gradient).
+
+A failed Cholesky factorization raises :class:`FactorizationError`; the optimizers turn it into a
+rejected trial instead of taking an unverified step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class FactorizationError(ValueError):
+    """``H + lam B`` is not (numerically) positive definite."""
+
+
+class NonPSDCurvatureError(ValueError):
+    """A curvature matrix that must be positive semidefinite is not, and no regularization can fix it."""
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """``H = U diag(s) U^T`` with ``U`` of shape ``(n, k)`` and ``s >= 0`` of shape ``(k,)``."""
+
+    U: Tensor
+    s: Tensor | None = None
+
+    def dense(self) -> Tensor:
+        s = torch.ones(self.U.shape[1], dtype=self.U.dtype) if self.s is None else self.s
+        return (self.U * s) @ self.U.T
+
+
+class Metric:
+    """A positive definite metric ``B``: ``||d|| = sqrt(d^T B d)`` and ``||g||_* = sqrt(g^T B^{-1} g)``.
+
+    ``Metric(None)`` is the Euclidean metric (the fast path). A dense ``B`` is Cholesky-factored
+    once; a non-positive-definite ``B`` raises ``ValueError``.
+    """
+
+    def __init__(self, B: Tensor | None = None) -> None:
+        self.B = B
+        if B is None:
+            self.chol = None
+            return
+        if B.ndim != 2 or B.shape[0] != B.shape[1]:
+            raise ValueError(f"metric B must be a square matrix, got shape {tuple(B.shape)}")
+        if not torch.isfinite(B).all():
+            raise ValueError("metric B has non-finite entries")
+        if not torch.allclose(B, B.T, rtol=1e-10, atol=1e-12 * float(B.abs().max())):
+            raise ValueError("metric B must be symmetric")
+        L, info = torch.linalg.cholesky_ex(B)
+        if int(info) != 0:
+            raise ValueError("metric B must be positive definite (its Cholesky factorization failed)")
+        self.chol = L
+
+    @property
+    def is_identity(self) -> bool:
+        return self.B is None
+
+    def check_dim(self, n: int) -> None:
+        if self.B is not None and self.B.shape[0] != n:
+            raise ValueError(f"metric B has shape {tuple(self.B.shape)} but the problem has dimension {n}")
+
+    def apply(self, d: Tensor) -> Tensor:
+        return d if self.B is None else self.B @ d
+
+    def inv_apply(self, g: Tensor) -> Tensor:
+        """``B^{-1} g`` for a vector ``g`` or for each column of a matrix ``g``."""
+        if self.B is None:
+            return g
+        if g.ndim == 2:
+            return torch.cholesky_solve(g, self.chol)
+        return torch.cholesky_solve(g.unsqueeze(-1), self.chol).squeeze(-1)
+
+    def norm(self, d: Tensor) -> float:
+        return float(torch.sqrt(torch.dot(d, self.apply(d))))
+
+    def dual_norm(self, g: Tensor) -> float:
+        return float(torch.sqrt(torch.dot(g, self.inv_apply(g))))
+
+    def dense(self, n: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        return torch.eye(n, dtype=dtype) if self.B is None else self.B
+
+
+def as_metric(B: Any) -> Metric:
+    if isinstance(B, Metric):
+        return B
+    if B is None:
+        return Metric(None)
+    return Metric(torch.as_tensor(B, dtype=torch.float64))
+
+
+def regularized_newton_step(H: Any, g: Tensor, lam: float, metric: Metric) -> Tensor:
+    """Solve ``(H + lam B) d = -g`` for the step ``d``.
+
+    Raises :class:`FactorizationError` when ``H + lam B`` is not positive definite (for example an
+    indefinite ``H`` with too small ``lam``) or the solution is not finite.
+    """
+    if H is None:
+        if lam <= 0:
+            raise FactorizationError("H = 0 needs lam > 0")
+        d = -metric.inv_apply(g) / lam
+    elif isinstance(H, LowRank):
+        d = _woodbury_step(H, g, lam, metric)
+    elif H.ndim == 1:
+        if metric.is_identity:
+            diag = H + lam
+            if not bool((diag > 0).all()):
+                raise FactorizationError("H + lam I is not positive definite (a diagonal entry is <= 0)")
+            d = -g / diag
+        else:
+            d = _dense_step(torch.diag(H), g, lam, metric)
+    else:
+        d = _dense_step(H, g, lam, metric)
+    if not bool(torch.isfinite(d).all()):
+        raise FactorizationError("the regularized Newton step is not finite")
+    return d
+
+
+def _dense_step(H: Tensor, g: Tensor, lam: float, metric: Metric) -> Tensor:
+    A = H + lam * metric.B if metric.B is not None else H + lam * torch.eye(H.shape[0], dtype=H.dtype)
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) != 0:
+        raise FactorizationError(
+            f"Cholesky of H + lam B failed at lam = {lam:.3e}: the matrix is not positive definite"
+        )
+    return -torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
+
+
+def _woodbury_step(H: LowRank, g: Tensor, lam: float, metric: Metric) -> Tensor:
+    """(lam B + U S U^T)^{-1} g = (1/lam)[B^{-1}g - B^{-1}U (lam S^{-1} + U^T B^{-1} U)^{-1} U^T B^{-1} g].
+
+    Written with S^{1/2} folded into U so that zero weights are allowed.
+    """
+    if lam <= 0:
+        raise FactorizationError("a low-rank curvature needs lam > 0")
+    U = H.U if H.s is None else H.U * torch.sqrt(torch.clamp(H.s, min=0.0))
+    if H.s is not None and bool((H.s < 0).any()):
+        raise FactorizationError("low-rank curvature has a negative weight (not PSD)")
+    Binv_g = metric.inv_apply(g)
+    Binv_U = metric.inv_apply(U)
+    k = U.shape[1]
+    small = lam * torch.eye(k, dtype=g.dtype) + U.T @ Binv_U
+    L, info = torch.linalg.cholesky_ex(small)
+    if int(info) != 0:
+        raise FactorizationError("the Woodbury capacitance matrix is not positive definite")
+    corr = Binv_U @ torch.cholesky_solve((U.T @ Binv_g).unsqueeze(-1), L).squeeze(-1)
+    return -(Binv_g - corr) / lam

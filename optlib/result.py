@@ -1,0 +1,90 @@
+"""`OptimizeResult` (scipy's, plus a trace and counters) and `Trace`, one record per iteration."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+
+
+class Trace:
+    """Per-iteration records of a run.
+
+    Each record is a flat dict. Every method writes ``k`` (iteration), ``f``, ``grad_norm``
+    (the dual norm of the gradient), ``time`` (seconds since the start, oracle time included)
+    and the problem's counters; methods add their own step parameters (``gamma``, ``lam``,
+    ``trials``, ...). Iteration 0 is the starting point.
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        self.records: list[dict[str, Any]] = list(records)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.records[i]
+
+    def column(self, key: str, default: float = np.nan) -> np.ndarray:
+        """One field across all records as a float array (``default`` where a record lacks it)."""
+        return np.array([r.get(key, default) for r in self.records], dtype=float)
+
+    def keys(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for r in self.records:
+            seen.update(dict.fromkeys(r))
+        return list(seen)
+
+    def __repr__(self) -> str:
+        return f"Trace({len(self)} records, fields={self.keys()})"
+
+
+class OptimizeResult(scipy.optimize.OptimizeResult):
+    """scipy's result object with the fields ``x, fun, jac, nit, nfev, njev, nhev, status, success,
+    message`` plus ``trace`` (a :class:`Trace`) and method-specific counters such as ``ntrials``,
+    ``nrejected`` and ``nfact``."""
+
+
+# Status codes shared by every method in optlib.minimize.
+SUCCESS = 0
+MAXITER = 1
+CALLBACK_STOP = 2
+INNER_SEARCH_EXHAUSTED = 3
+NUMERICAL_FAILURE = 4
+
+STATUS_MESSAGES = {
+    SUCCESS: "Optimization terminated successfully.",
+    MAXITER: "Maximum number of iterations has been exceeded.",
+    CALLBACK_STOP: "Stopped by the callback.",
+    INNER_SEARCH_EXHAUSTED: "Inner search exhausted: no trial step passed the acceptance test.",
+    NUMERICAL_FAILURE: "Numerical failure.",
+}
+
+
+def call_callback(callback: Callable[..., Any], intermediate_result: OptimizeResult) -> bool:
+    """Call a user callback the way scipy >= 1.11 does; return True when it asks to stop.
+
+    A callback whose signature names ``intermediate_result`` receives the result object; any other
+    receives ``x`` (scipy's legacy form). Raising ``StopIteration`` or returning ``True`` stops.
+    """
+    try:
+        params = inspect.signature(callback).parameters
+    except (TypeError, ValueError):
+        params = {}
+    try:
+        if "intermediate_result" in params:
+            out = callback(intermediate_result=intermediate_result)
+        else:
+            out = callback(intermediate_result.x)
+    except StopIteration:
+        return True
+    return out is True

@@ -1,0 +1,309 @@
+"""The loop shared by the regularized Newton family.
+
+Every method here has the same skeleton: at ``x_k`` build the curvature once, then try steps with
+a scalar regularization parameter ``sigma`` (a radius ``gamma``, a Lipschitz estimate ``H`` or a
+cubic constant ``M``) until one passes the method's acceptance test, moving ``sigma`` up or down.
+A :class:`StepRule` holds the method-specific pieces (how ``sigma`` becomes a step, the test, the
+search moves); :func:`run` holds the rest: oracles, counters, stopping, the trace, callbacks and
+the progress bar.
+
+Never an unverified step: a failed factorization, a non-finite trial value, or a failed test is a
+rejected trial. When ``max_inner`` trials are rejected the run stops with status
+``INNER_SEARCH_EXHAUSTED`` and keeps ``x_k``, unless ``accept_unverified=True``; then the last
+finite trial is taken and flagged ``verified=False`` in the trace.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..linalg.regularized import FactorizationError, LowRank, Metric, NonPSDCurvatureError, as_metric
+from ..problem import Problem
+from ..result import (
+    CALLBACK_STOP,
+    INNER_SEARCH_EXHAUSTED,
+    MAXITER,
+    NUMERICAL_FAILURE,
+    STATUS_MESSAGES,
+    SUCCESS,
+    OptimizeResult,
+    Trace,
+    call_callback,
+)
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Point:
+    """The current iterate and what the rules may read about it."""
+
+    x: Tensor
+    f: float
+    g: Tensor
+    gnorm: float  # dual norm ||g||_*
+    H: Any = None  # curvature at x (dense, diagonal, LowRank or None for H = 0)
+    metric: Metric = field(default_factory=Metric)
+    cache: dict[str, Any] = field(default_factory=dict)  # per-point precomputations of a rule
+
+
+@dataclass
+class Trial:
+    """One proposed step: ``d``, the regularization ``lam`` it used, and rule-specific numbers."""
+
+    d: Tensor
+    lam: float
+    info: dict[str, float] = field(default_factory=dict)
+
+
+class StepRule(abc.ABC):
+    """Method-specific pieces of the loop. ``param`` names ``sigma`` in the trace."""
+
+    param: str = "sigma"
+    needs_curvature: bool = True
+
+    def start(self, sigma: float) -> float:
+        """``sigma`` at the first trial of an outer iteration, given the last accepted one."""
+        return sigma
+
+    @abc.abstractmethod
+    def propose(self, pt: Point, sigma: float) -> Trial:
+        """The trial step for ``sigma``; raises ``FactorizationError`` when its system is not PD."""
+
+    @abc.abstractmethod
+    def accept(self, pt: Point, trial: Trial, f_new: float, g_new: Tensor, gnorm_new: float) -> bool:
+        """The method's acceptance test for the trial point."""
+
+    @abc.abstractmethod
+    def on_success(self, sigma: float) -> float:
+        """``sigma`` after an accepted trial."""
+
+    @abc.abstractmethod
+    def on_failure(self, sigma: float) -> float:
+        """``sigma`` after a rejected trial."""
+
+
+def resolve_hessian(problem: Problem, hessian: Any) -> Callable[[Tensor], Any] | None:
+    """Map the ``hessian=`` option to a function ``x -> curvature`` (``None`` means ``H = 0``).
+
+    Strings: ``"exact"``, ``"gauss-newton"``, ``"diagonal"``, or one of the problem's own
+    approximations (``"fisher"``, ``"bohning"``, ...). A callable ``hessian(x)`` may return a dense
+    symmetric matrix, a 1-D diagonal, or a :class:`~optlib.linalg.LowRank`.
+    """
+    if hessian is None or (isinstance(hessian, str) and hessian in ("none", "zero")):
+        return None
+    if isinstance(hessian, str):
+        return problem.curvature(hessian)
+    if callable(hessian):
+        def counted(x: Tensor) -> Any:
+            problem.counters.nhev += 1
+            return hessian(x)
+        return counted
+    raise ValueError(
+        "hessian must be a name ('exact', 'gauss-newton', 'fisher', 'bohning', 'diagonal', 'none') "
+        f"or a callable, got {hessian!r}"
+    )
+
+
+def check_curvature(H: Any, n: int) -> Any:
+    """Validate a curvature value: finite, right shape, symmetric. Returns it as a tensor/LowRank."""
+    if H is None or isinstance(H, LowRank):
+        if isinstance(H, LowRank) and (H.U.ndim != 2 or H.U.shape[0] != n):
+            raise ValueError(f"low-rank curvature U must have shape (n, k) with n = {n}, got {tuple(H.U.shape)}")
+        return H
+    H = torch.as_tensor(H, dtype=torch.float64)
+    if not bool(torch.isfinite(H).all()):
+        raise NonPSDCurvatureError("the curvature matrix has non-finite entries (NaN or inf)")
+    if H.ndim == 1:
+        if H.shape[0] != n:
+            raise ValueError(f"diagonal curvature must have length {n}, got {H.shape[0]}")
+        return H
+    if H.shape != (n, n):
+        raise ValueError(f"curvature matrix must have shape ({n}, {n}), got {tuple(H.shape)}")
+    scale = float(H.abs().max()) if H.numel() else 0.0
+    if float((H - H.T).abs().max()) > 1e-8 * max(scale, 1e-300):
+        raise ValueError("curvature matrix is not symmetric")
+    return H
+
+
+def _record(problem: Problem, k: int, pt: Point, t0: float, base: dict[str, int], **extra: Any) -> dict[str, Any]:
+    rec = {"k": k, "f": pt.f, "grad_norm": pt.gnorm, "time": time.perf_counter() - t0}
+    counts = problem.counters.as_dict()
+    rec.update({name: counts[name] - base[name] for name in counts})
+    rec.update(extra)
+    return rec
+
+
+def _eval(problem: Problem, x: Tensor, metric: Metric) -> tuple[float, Tensor, float]:
+    f, g = problem.value_and_grad(x)
+    f = float(f)
+    return f, g, (metric.dual_norm(g) if torch.isfinite(g).all() else float("nan"))
+
+
+def check_start(problem: Problem, x0: Any, metric: Metric) -> tuple[Tensor, float, Tensor, float]:
+    """Validate ``x0`` and the oracles there; raise ``ValueError`` naming what is wrong."""
+    x = problem.check_x(x0, "x0")
+    metric.check_dim(problem.n)
+    f, g, gnorm = _eval(problem, x, metric)
+    if not torch.isfinite(torch.tensor(f)):
+        raise ValueError(f"the objective is not finite at x0 (f(x0) = {f})")
+    if g.shape != x.shape:
+        raise ValueError(f"the gradient at x0 has shape {tuple(g.shape)}, expected {tuple(x.shape)}")
+    if not bool(torch.isfinite(g).all()):
+        raise ValueError("the gradient is not finite at x0")
+    return x, f, g, gnorm
+
+
+def run(
+    problem: Problem,
+    x0: Any,
+    rule: StepRule,
+    sigma0: float,
+    *,
+    hessian: Any = "exact",
+    B: Any = None,
+    adaptive: bool = True,
+    maxiter: int = 1000,
+    max_inner: int = 40,
+    gtol: float = 1e-8,
+    f_target: float | None = None,
+    accept_unverified: bool = False,
+    callback: Callable[[OptimizeResult], Any] | None = None,
+    progress: bool = False,
+    method: str = "",
+) -> OptimizeResult:
+    """Run a regularized Newton method defined by ``rule``; see the module docstring."""
+    if maxiter < 0 or max_inner < 1:
+        raise ValueError(f"maxiter must be >= 0 and max_inner >= 1, got {maxiter} and {max_inner}")
+    if not sigma0 > 0:
+        raise ValueError(f"the initial {rule.param} must be positive, got {sigma0}")
+    metric = as_metric(B)
+    base = problem.counters.as_dict()
+    t0 = time.perf_counter()
+    x, f, g, gnorm = check_start(problem, x0, metric)
+    curv = resolve_hessian(problem, hessian) if rule.needs_curvature else None
+
+    pt = Point(x=x, f=f, g=g, gnorm=gnorm, metric=metric)
+    trace = Trace()
+    trace.append(_record(problem, 0, pt, t0, base, **{rule.param: sigma0}))
+    stats = {"ntrials": 0, "nrejected": 0, "nfact": 0, "nfact_failed": 0, "nunverified": 0}
+    sigma = sigma0
+    status = MAXITER
+    message = None
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=maxiter, desc=method or "minimize", leave=False)
+
+    k = 0
+    while True:
+        if gnorm <= gtol or (f_target is not None and f <= f_target):
+            status = SUCCESS
+            break
+        if k >= maxiter:
+            status = MAXITER
+            break
+        pt.H = check_curvature(curv(pt.x), problem.n) if curv is not None else None
+        pt.cache = {}
+        sigma = rule.start(sigma) if adaptive else sigma
+        rejections: list[str] = []
+        accepted = None  # (trial, f_new, g_new, gnorm_new, verified)
+        last_finite = None
+        for _ in range(max_inner if adaptive else 1):
+            stats["ntrials"] += 1
+            try:
+                trial = rule.propose(pt, sigma)
+            except FactorizationError as exc:
+                stats["nfact"] += 1
+                stats["nfact_failed"] += 1
+                stats["nrejected"] += 1
+                if not adaptive:
+                    raise NonPSDCurvatureError(
+                        f"iteration {k}: {exc}; with {rule.param} fixed the regularization cannot grow "
+                        f"(use the adaptive search or a positive semidefinite curvature)"
+                    ) from None
+                rejections.append(f"factorization failed: {exc}")
+                sigma = rule.on_failure(sigma)
+                continue
+            stats["nfact"] += int(trial.info.get("factorizations", 1))
+            x_new = pt.x + trial.d
+            f_new, g_new, gnorm_new = _eval(problem, x_new, metric)
+            finite = bool(torch.isfinite(torch.tensor(f_new))) and bool(torch.isfinite(g_new).all())
+            ok = finite and rule.accept(pt, trial, f_new, g_new, gnorm_new)
+            if finite:
+                last_finite = (trial, f_new, g_new, gnorm_new)
+            if not adaptive:
+                if not finite:
+                    status, message = NUMERICAL_FAILURE, f"iteration {k}: the objective is not finite at the new point"
+                    break
+                accepted = (trial, f_new, g_new, gnorm_new, ok)
+                break
+            if ok:
+                accepted = (trial, f_new, g_new, gnorm_new, True)
+                sigma = rule.on_success(sigma)
+                break
+            stats["nrejected"] += 1
+            rejections.append("non-finite value at the trial point" if not finite else "acceptance test failed")
+            sigma = rule.on_failure(sigma)
+        if accepted is None and status == NUMERICAL_FAILURE:
+            break
+        if accepted is None:
+            if accept_unverified and last_finite is not None:
+                accepted = (*last_finite, False)
+            else:
+                status = INNER_SEARCH_EXHAUSTED
+                message = (
+                    f"{STATUS_MESSAGES[INNER_SEARCH_EXHAUSTED]} At iteration {k}, {len(rejections)} trials were "
+                    f"rejected (last: {rejections[-1] if rejections else 'none'}); x is the last accepted point."
+                )
+                break
+        trial, f_new, g_new, gnorm_new, verified = accepted
+        stats["nunverified"] += int(not verified)
+        step_norm = metric.norm(trial.d)
+        pt = Point(x=pt.x + trial.d, f=f_new, g=g_new, gnorm=gnorm_new, metric=metric)
+        x, f, g, gnorm = pt.x, pt.f, pt.g, pt.gnorm
+        k += 1
+        trace.append(
+            _record(
+                problem, k, pt, t0, base,
+                **{rule.param: sigma, "lam": trial.lam, "step_norm": step_norm, "trials": len(rejections) + 1,
+                   "verified": verified, "rejections": rejections, **trial.info},
+            )
+        )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(f=f"{f:.6e}", grad=f"{gnorm:.2e}")
+        if callback is not None:
+            inter = OptimizeResult(x=x.clone(), fun=f, jac=g.clone(), nit=k, grad_norm=gnorm)
+            if call_callback(callback, inter):
+                status = CALLBACK_STOP
+                break
+    if bar is not None:
+        bar.close()
+
+    counts = problem.counters.as_dict()
+    res = OptimizeResult(
+        x=x,
+        fun=f,
+        jac=g,
+        grad_norm=gnorm,
+        nit=k,
+        status=status,
+        success=status == SUCCESS,
+        message=message or STATUS_MESSAGES[status],
+        trace=trace,
+        method=method,
+        **{name: counts[name] - base[name] for name in counts},
+        **stats,
+    )
+    if not res.success and status == MAXITER:
+        res.message = f"{STATUS_MESSAGES[MAXITER]} ({maxiter} iterations; gradient norm {gnorm:.3e} > gtol {gtol:g})"
+    return res
