@@ -16,6 +16,7 @@ finite trial is taken and flagged ``verified=False`` in the trace.
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,35 +90,44 @@ class StepRule(abc.ABC):
         """``sigma`` after a rejected trial."""
 
 
-def resolve_hessian(problem: Problem, hessian: Any) -> Callable[[Tensor], Any] | None:
+def resolve_hessian(problem: Problem, hessian: Any) -> tuple[Callable[[Tensor], Any] | None, bool]:
     """Map the ``hessian=`` option to a function ``x -> curvature`` (``None`` means ``H = 0``).
 
     Strings: ``"exact"``, ``"gauss-newton"``, ``"diagonal"``, or one of the problem's own
     approximations (``"fisher"``, ``"bohning"``, ...). A callable ``hessian(x)`` may return a dense
     symmetric matrix, a 1-D diagonal, or a :class:`~optlib.linalg.LowRank`.
+
+    The second return value says whether each value must be validated in full (finite,
+    symmetric): yes for user callables, no for the problem's own curvatures.
     """
     if hessian is None or (isinstance(hessian, str) and hessian in ("none", "zero")):
-        return None
+        return None, False
     if isinstance(hessian, str):
-        return problem.curvature(hessian)
+        return problem.curvature(hessian), False
     if callable(hessian):
         def counted(x: Tensor) -> Any:
             problem.counters.nhev += 1
             return hessian(x)
-        return counted
+        return counted, True
     raise ValueError(
         "hessian must be a name ('exact', 'gauss-newton', 'fisher', 'bohning', 'diagonal', 'none') "
         f"or a callable, got {hessian!r}"
     )
 
 
-def check_curvature(H: Any, n: int) -> Any:
-    """Validate a curvature value: finite, right shape, symmetric. Returns it as a tensor/LowRank."""
+def check_curvature(H: Any, n: int, full: bool = True) -> Any:
+    """Validate a curvature value: right shape and, with ``full``, finite and symmetric.
+
+    Non-finite entries that slip past the cheap check still cannot become a step: the solve's
+    result is checked for finiteness on every trial.
+    """
     if H is None or isinstance(H, LowRank):
         if isinstance(H, LowRank) and (H.U.ndim != 2 or H.U.shape[0] != n):
             raise ValueError(f"low-rank curvature U must have shape (n, k) with n = {n}, got {tuple(H.U.shape)}")
         return H
     H = torch.as_tensor(H, dtype=torch.float64)
+    if not full and H.shape in ((n, n), (n,)):
+        return H
     if not bool(torch.isfinite(H).all()):
         raise NonPSDCurvatureError("the curvature matrix has non-finite entries (NaN or inf)")
     if H.ndim == 1:
@@ -141,21 +151,23 @@ def _record(problem: Problem, k: int, pt: Point, t0: float, base: dict[str, int]
 
 
 def _eval(problem: Problem, x: Tensor, metric: Metric) -> tuple[float, Tensor, float]:
+    """``f``, ``g`` and ``||g||_*``; the norm is NaN or inf exactly when ``g`` is not finite."""
     f, g = problem.value_and_grad(x)
-    f = float(f)
-    return f, g, (metric.dual_norm(g) if torch.isfinite(g).all() else float("nan"))
+    return float(f), g, metric.dual_norm(g)
 
 
 def check_start(problem: Problem, x0: Any, metric: Metric) -> tuple[Tensor, float, Tensor, float]:
     """Validate ``x0`` and the oracles there; raise ``ValueError`` naming what is wrong."""
     x = problem.check_x(x0, "x0")
     metric.check_dim(problem.n)
-    f, g, gnorm = _eval(problem, x, metric)
-    if not torch.isfinite(torch.tensor(f)):
+    f, g = problem.value_and_grad(x)
+    f = float(f)
+    if not math.isfinite(f):
         raise ValueError(f"the objective is not finite at x0 (f(x0) = {f})")
     if g.shape != x.shape:
         raise ValueError(f"the gradient at x0 has shape {tuple(g.shape)}, expected {tuple(x.shape)}")
-    if not bool(torch.isfinite(g).all()):
+    gnorm = metric.dual_norm(g)
+    if not math.isfinite(gnorm):
         raise ValueError("the gradient is not finite at x0")
     return x, f, g, gnorm
 
@@ -187,7 +199,7 @@ def run(
     base = problem.counters.as_dict()
     t0 = time.perf_counter()
     x, f, g, gnorm = check_start(problem, x0, metric)
-    curv = resolve_hessian(problem, hessian) if rule.needs_curvature else None
+    curv, validate = resolve_hessian(problem, hessian) if rule.needs_curvature else (None, False)
 
     pt = Point(x=x, f=f, g=g, gnorm=gnorm, metric=metric)
     trace = Trace()
@@ -211,7 +223,7 @@ def run(
         if k >= maxiter:
             status = MAXITER
             break
-        pt.H = check_curvature(curv(pt.x), problem.n) if curv is not None else None
+        pt.H = check_curvature(curv(pt.x), problem.n, full=validate) if curv is not None else None
         pt.cache = {}
         sigma = rule.start(sigma) if adaptive else sigma
         rejections: list[str] = []
@@ -236,7 +248,7 @@ def run(
             stats["nfact"] += int(trial.info.get("factorizations", 1))
             x_new = pt.x + trial.d
             f_new, g_new, gnorm_new = _eval(problem, x_new, metric)
-            finite = bool(torch.isfinite(torch.tensor(f_new))) and bool(torch.isfinite(g_new).all())
+            finite = math.isfinite(f_new) and math.isfinite(gnorm_new)
             ok = finite and rule.accept(pt, trial, f_new, g_new, gnorm_new)
             if finite:
                 last_finite = (trial, f_new, g_new, gnorm_new)
