@@ -1,0 +1,201 @@
+"""The core: Problem oracles and counters, minimize's contract, results, callbacks and bad input."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+import optlib
+from optlib.linalg import NonPSDCurvatureError
+from optlib.result import CALLBACK_STOP, INNER_SEARCH_EXHAUSTED, MAXITER
+
+DT = torch.float64
+
+
+def make_quadratic(eigs, seed=0):
+    """f = 1/2 x^T A x - b^T x with a known A (the reference for every oracle)."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((len(eigs), len(eigs))))
+    A = torch.tensor(Q @ np.diag(eigs) @ Q.T, dtype=DT)
+    A = 0.5 * (A + A.T)
+    b = torch.tensor(rng.standard_normal(len(eigs)), dtype=DT)
+    return optlib.Problem(lambda x: 0.5 * x @ (A @ x) - b @ x, len(eigs), name="quad"), A, b
+
+
+def smooth_convex(n=8, seed=1):
+    rng = np.random.default_rng(seed)
+    A = torch.tensor(rng.standard_normal((3 * n, n)), dtype=DT)
+    b = torch.tensor(rng.standard_normal(3 * n), dtype=DT)
+    return optlib.Problem(lambda x: torch.nn.functional.softplus(A @ x - b).sum() + 0.05 * x @ x, n, name="softplus")
+
+
+def test_oracles_match_closed_form_and_count():
+    P, A, b = make_quadratic([1.0, 2.0, 5.0, 10.0])
+    x = torch.tensor([0.3, -1.0, 2.0, 0.5], dtype=DT)
+    v = torch.tensor([1.0, 0.0, -2.0, 3.0], dtype=DT)
+    torch.testing.assert_close(P.grad(x), A @ x - b, rtol=1e-12, atol=1e-12)
+    f, g = P.value_and_grad(x)
+    torch.testing.assert_close(f, 0.5 * x @ A @ x - b @ x)
+    torch.testing.assert_close(P.hessian(x), A, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(P.hvp(x, v), A @ v, rtol=1e-12, atol=1e-12)
+    assert P.counters.as_dict() == {"nfev": 1, "njev": 2, "nhev": 1, "nhvp": 1, "nres": 0, "njac": 0}
+
+
+def test_gauss_newton_from_residuals():
+    J = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]], dtype=DT)
+    P = optlib.Problem(lambda x: 0.5 * ((J @ x) ** 2).sum(), 2, residuals=lambda x: J @ x,
+                       outer=lambda u: 0.5 * (u**2).sum())
+    torch.testing.assert_close(P.gauss_newton(torch.ones(2, dtype=DT)), J.T @ J)
+    assert "gauss-newton" in P.available_curvatures()
+
+
+def test_unknown_curvature_lists_available():
+    P, _, _ = make_quadratic([1.0, 2.0])
+    with pytest.raises(ValueError, match="available: exact, diagonal"):
+        P.curvature("bohning")
+
+
+def test_from_numpy_matches_scipy_rosen():
+    P = optlib.Problem.from_numpy(scipy.optimize.rosen, 3, jac=scipy.optimize.rosen_der, hess=scipy.optimize.rosen_hess)
+    x = np.array([-1.2, 1.0, 0.5])
+    f, g = P.value_and_grad(torch.tensor(x))
+    assert float(f) == pytest.approx(scipy.optimize.rosen(x))
+    np.testing.assert_allclose(g.numpy(), scipy.optimize.rosen_der(x))
+    res = optlib.minimize(P, x, method="grad-norm-newton", gtol=1e-9, maxiter=500)
+    assert res.success and np.allclose(res.x.numpy(), 1.0, atol=1e-6)
+
+
+def test_from_numpy_without_derivatives_says_what_to_pass():
+    P = optlib.Problem.from_numpy(lambda x: float(x @ x), 2)
+    with pytest.raises(ValueError, match="jac="):
+        P.grad(torch.zeros(2, dtype=DT))
+    P2 = optlib.Problem.from_numpy(lambda x: (float(x @ x), 2 * x), 2, jac=True)
+    with pytest.raises(ValueError, match="hess="):
+        P2.hessian(torch.zeros(2, dtype=DT))
+
+
+@pytest.mark.parametrize(
+    "x0, match",
+    [
+        (np.zeros(3), "length 4"),
+        (np.zeros((4, 1)), "length 4"),
+        (np.zeros(4, dtype=np.int64), "floating-point"),
+        (torch.zeros(4, dtype=torch.complex128), "real floating-point"),
+    ],
+)
+def test_bad_x0_is_a_clear_error(x0, match):
+    P, _, _ = make_quadratic([1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match=match):
+        optlib.minimize(P, x0)
+
+
+def test_non_finite_start_is_named():
+    P = optlib.Problem(lambda x: torch.log(x).sum(), 2)
+    with pytest.raises(ValueError, match="objective is not finite at x0"):
+        optlib.minimize(P, torch.tensor([-1.0, 1.0], dtype=DT))
+    Q = optlib.Problem(lambda x: torch.sqrt(x.abs()).sum(), 2)
+    with pytest.raises(ValueError, match="gradient is not finite at x0"):
+        optlib.minimize(Q, torch.zeros(2, dtype=DT))
+
+
+def test_unknown_method_lists_known():
+    P, _, _ = make_quadratic([1.0, 2.0])
+    with pytest.raises(ValueError, match="known methods: .*cubic-newton.*grad-norm-newton"):
+        optlib.minimize(P, np.zeros(2), method="newton-raphson")
+
+
+def test_maxiter_is_a_result_not_an_exception():
+    P = smooth_convex()
+    res = optlib.minimize(P, np.zeros(P.n), method="normalized-gradient", maxiter=3)
+    assert not res.success and res.status == MAXITER and res.nit == 3
+    assert "Maximum number of iterations" in res.message
+
+
+def test_result_is_scipy_result_with_counters_and_trace():
+    P = smooth_convex()
+    res = optlib.minimize(P, np.zeros(P.n), gtol=1e-10)
+    assert isinstance(res, scipy.optimize.OptimizeResult)
+    for key in ("x", "fun", "jac", "nit", "nfev", "njev", "nhev", "status", "success", "message",
+                "trace", "ntrials", "nrejected", "nfact"):
+        assert key in res
+    assert res.success and res.grad_norm <= 1e-10
+    assert len(res.trace) == res.nit + 1
+    assert res.trace.column("nfev")[-1] == res.nfev
+    assert np.all(np.diff(res.trace.column("f")) <= 0)
+    assert res.nhev == res.nit  # one curvature evaluation per outer iteration
+
+
+@pytest.mark.parametrize("method", ["grad-norm-newton", "regularized-newton", "super-newton", "cubic-newton"])
+def test_methods_agree_with_scipy_trust_exact(method):
+    P = smooth_convex()
+    sp = P.as_scipy()
+    ref = scipy.optimize.minimize(sp["fun"], np.zeros(P.n), jac=True, hess=sp["hess"], method="trust-exact",
+                                  options={"gtol": 1e-12})
+    res = optlib.minimize(P, np.zeros(P.n), method=method, gtol=1e-10)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x.numpy(), ref.x, atol=1e-8)
+    assert res.fun == pytest.approx(ref.fun, rel=1e-12)
+
+
+def test_callback_stops_the_run_both_forms():
+    P = smooth_convex()
+    seen = []
+
+    def cb(intermediate_result):
+        seen.append(intermediate_result.fun)
+        if intermediate_result.nit == 2:
+            raise StopIteration
+
+    res = optlib.minimize(P, np.zeros(P.n), callback=cb)
+    assert res.status == CALLBACK_STOP and res.nit == 2 and not res.success and len(seen) == 2
+
+    xs = []
+    res = optlib.minimize(P, np.zeros(P.n), callback=lambda xk: xs.append(xk.clone()) or len(xs) >= 3)
+    assert res.nit == 3 and torch.equal(xs[-1], res.x)
+
+
+def test_progress_bar(capsys):
+    P = smooth_convex()
+    res = optlib.minimize(P, np.zeros(P.n), progress=True)
+    assert res.success
+    assert "grad-norm-newton" in capsys.readouterr().err
+
+
+def test_indefinite_hessian_is_rejected_not_taken():
+    """Rosenbrock's Hessian is indefinite at (-1.2, 1): small lam must fail Cholesky and be recorded."""
+    P = optlib.Problem(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, 2)
+    x0 = torch.tensor([0.0, 1.0], dtype=DT)
+    assert torch.linalg.eigvalsh(P.hessian(x0))[0] < 0
+    res = optlib.minimize(P, x0, gamma0=1e3, gtol=1e-9, maxiter=500)
+    assert res.success and res.nfact_failed >= 1
+    reasons = [r for rec in res.trace for r in rec.get("rejections", [])]
+    assert any("not positive definite" in r for r in reasons)
+    with pytest.raises(NonPSDCurvatureError, match="cannot grow"):
+        optlib.minimize(P, x0, gamma0=1e3, adaptive=False)
+
+
+def test_user_curvature_is_validated():
+    P = smooth_convex()
+    with pytest.raises(ValueError, match="not symmetric"):
+        optlib.minimize(P, np.zeros(P.n), hessian=lambda x: torch.triu(torch.ones(P.n, P.n, dtype=DT)))
+    with pytest.raises(NonPSDCurvatureError, match="non-finite"):
+        optlib.minimize(P, np.zeros(P.n), hessian=lambda x: torch.full((P.n, P.n), float("nan"), dtype=DT))
+    with pytest.raises(ValueError, match="shape"):
+        optlib.minimize(P, np.zeros(P.n), hessian=lambda x: torch.eye(P.n + 1, dtype=DT))
+
+
+def test_exhausted_search_keeps_the_last_accepted_point():
+    P = smooth_convex()
+    x0 = torch.zeros(P.n, dtype=DT)
+    # One trial per iteration with a huge radius and H = 0: the first normalized step overshoots.
+    res = optlib.minimize(P, x0, method="normalized-gradient", gamma0=1e3, max_inner=1)
+    assert res.status == INNER_SEARCH_EXHAUSTED and not res.success
+    assert torch.equal(res.x, x0) and "rejected" in res.message
+    res2 = optlib.minimize(P, x0, method="normalized-gradient", gamma0=1e3, max_inner=1,
+                           accept_unverified=True, maxiter=2)
+    assert res2.nunverified >= 1 and res2.trace[1]["verified"] is False
+
+
+def test_plain_callable_and_tol_alias():
+    res = optlib.minimize(lambda x: ((x - 3.0) ** 4).sum() + (x**2).sum(), np.zeros(3), tol=1e-9)
+    assert res.success and res.grad_norm <= 1e-9
