@@ -66,8 +66,8 @@ class Problem:
     ----------
     fun : callable
         ``fun(x) -> scalar tensor`` written in torch; differentiable by :mod:`torch.func`.
-    n : int
-        Dimension of ``x``.
+    n : int or None
+        Dimension of ``x``; ``None`` fixes it from the first point checked (the ``x0`` of a run).
     grad, value_and_grad, hess, hvp : callable, optional
         Hand-written oracles replacing autograd (each must agree with autograd; the problem
         library tests this).
@@ -89,7 +89,7 @@ class Problem:
     def __init__(
         self,
         fun: Callable[[Tensor], Tensor],
-        n: int,
+        n: int | None,
         *,
         grad: Callable[[Tensor], Tensor] | None = None,
         value_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
@@ -105,12 +105,12 @@ class Problem:
         name: str = "problem",
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        if int(n) <= 0:
+        if n is not None and int(n) <= 0:
             raise ValueError(f"problem dimension n must be positive, got {n}")
         if (residuals is None) != (outer is None):
             raise ValueError("residuals and outer go together: f(x) = outer(residuals(x))")
         self._fun = fun
-        self.n = int(n)
+        self.n = None if n is None else int(n)
         self.name = name
         self.dtype = dtype
         self._grad = grad
@@ -131,13 +131,17 @@ class Problem:
     def from_numpy(
         cls,
         fun: Callable[[np.ndarray], float],
-        n: int,
         jac: Callable[[np.ndarray], np.ndarray] | bool | None = None,
         hess: Callable[[np.ndarray], np.ndarray] | None = None,
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        *,
+        n: int | None = None,
         **kwargs: Any,
     ) -> Problem:
         """Wrap scipy-style numpy callables (``jac=True`` means ``fun`` returns ``(f, g)``).
+
+        ``n`` may be left out: the dimension is then fixed by the first point the problem sees
+        (``x0`` in :func:`optlib.minimize`).
 
         Without ``jac`` the problem has no gradient; without ``hess`` no Hessian: asking for
         one raises a ``ValueError`` that says which argument to pass.
@@ -200,6 +204,8 @@ class Problem:
                 raise ValueError(f"{name} must be a 1-D array of length {self.n}: {exc}") from None
         if x.is_complex() or not x.is_floating_point():
             raise ValueError(f"{name} must be a real floating-point tensor, got dtype {x.dtype}")
+        if self.n is None and x.ndim == 1 and x.shape[0] > 0:
+            self.n = int(x.shape[0])
         if x.ndim != 1 or x.shape[0] != self.n:
             raise ValueError(
                 f"{name} must be a flat vector of length {self.n} for problem '{self.name}', "

@@ -56,20 +56,23 @@ def test_unknown_curvature_lists_available():
 
 
 def test_from_numpy_matches_scipy_rosen():
-    P = optlib.Problem.from_numpy(scipy.optimize.rosen, 3, jac=scipy.optimize.rosen_der, hess=scipy.optimize.rosen_hess)
+    P = optlib.Problem.from_numpy(scipy.optimize.rosen, jac=scipy.optimize.rosen_der, hess=scipy.optimize.rosen_hess)
     x = np.array([-1.2, 1.0, 0.5])
     f, g = P.value_and_grad(torch.tensor(x))
     assert float(f) == pytest.approx(scipy.optimize.rosen(x))
     np.testing.assert_allclose(g.numpy(), scipy.optimize.rosen_der(x))
     res = optlib.minimize(P, x, method="grad-norm-newton", gtol=1e-9, maxiter=500)
     assert res.success and np.allclose(res.x.numpy(), 1.0, atol=1e-6)
+    assert P.n == 3  # fixed by the first point it saw
+    with pytest.raises(ValueError, match="length 3"):
+        optlib.minimize(P, np.zeros(4))
 
 
 def test_from_numpy_without_derivatives_says_what_to_pass():
-    P = optlib.Problem.from_numpy(lambda x: float(x @ x), 2)
+    P = optlib.Problem.from_numpy(lambda x: float(x @ x), n=2)
     with pytest.raises(ValueError, match="jac="):
         P.grad(torch.zeros(2, dtype=DT))
-    P2 = optlib.Problem.from_numpy(lambda x: (float(x @ x), 2 * x), 2, jac=True)
+    P2 = optlib.Problem.from_numpy(lambda x: (float(x @ x), 2 * x), jac=True, n=2)
     with pytest.raises(ValueError, match="hess="):
         P2.hessian(torch.zeros(2, dtype=DT))
 
