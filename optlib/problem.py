@@ -215,10 +215,12 @@ class Problem:
 
     # ------------------------------------------------------------------ oracles
     def value(self, x: Tensor) -> Tensor:
+        """``f(x)`` (counts one ``nfev``)."""
         self.counters.nfev += 1
         return self._fun(x)
 
     def grad(self, x: Tensor) -> Tensor:
+        """``grad f(x)`` (counts one ``njev``)."""
         self.counters.njev += 1
         if self._grad is not None:
             return self._grad(x)
@@ -227,6 +229,7 @@ class Problem:
         return tf.grad(self._fun)(x)
 
     def value_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(f(x), grad f(x))`` in one pass (counts one ``nfev`` and one ``njev``)."""
         self.counters.nfev += 1
         self.counters.njev += 1
         if self._value_and_grad is not None:
@@ -237,12 +240,14 @@ class Problem:
         return f, g
 
     def hessian(self, x: Tensor) -> Tensor:
+        """The dense Hessian ``grad^2 f(x)`` (counts one ``nhev``)."""
         self.counters.nhev += 1
         if self._hess is not None:
             return self._hess(x)
         return tf.hessian(self._fun)(x)
 
     def hvp(self, x: Tensor, v: Tensor) -> Tensor:
+        """The Hessian-vector product ``grad^2 f(x) v`` (counts one ``nhvp``), forward-over-reverse."""
         self.counters.nhvp += 1
         if self._hvp is not None:
             return self._hvp(x, v)
@@ -256,12 +261,14 @@ class Problem:
         return self._residuals is not None
 
     def residuals(self, x: Tensor) -> Tensor:
+        """The residual vector ``u(x)`` of ``f = outer(u(x))`` (counts one ``nres``)."""
         if self._residuals is None:
             raise ValueError(f"problem '{self.name}' has no residual structure f = outer(residuals(x))")
         self.counters.nres += 1
         return self._residuals(x)
 
     def jacobian(self, x: Tensor) -> Tensor:
+        """The residual Jacobian ``du/dx``, shape ``(m, n)`` (counts one ``njac``)."""
         if self._residuals is None:
             raise ValueError(f"problem '{self.name}' has no residual structure f = outer(residuals(x))")
         self.counters.njac += 1
@@ -282,6 +289,7 @@ class Problem:
     GENERIC_CURVATURES = ("exact", "gauss-newton", "diagonal")
 
     def available_curvatures(self) -> list[str]:
+        """Names accepted by :meth:`curvature` (and by the ``hessian=`` option) for this problem."""
         names = ["exact", "diagonal"]
         if self.has_residuals or "gauss-newton" in self.curvatures:
             names.append("gauss-newton")
@@ -315,12 +323,14 @@ class Problem:
     # ------------------------------------------------------------------ optimum
     @property
     def f_star(self) -> float | None:
+        """The certified optimal value, or ``None`` when unknown."""
         if callable(self._f_star):
             self._f_star = float(self._f_star())
         return None if self._f_star is None else float(self._f_star)
 
     @property
     def x_star(self) -> Tensor | None:
+        """A certified minimizer, or ``None`` when unknown."""
         if callable(self._x_star):
             self._x_star = torch.as_tensor(self._x_star(), dtype=self.dtype)
         return self._x_star

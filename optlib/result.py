@@ -23,6 +23,7 @@ class Trace:
         self.records: list[dict[str, Any]] = list(records)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Add one iteration's record."""
         self.records.append(record)
 
     def __len__(self) -> int:
@@ -39,6 +40,7 @@ class Trace:
         return np.array([r.get(key, default) for r in self.records], dtype=float)
 
     def keys(self) -> list[str]:
+        """Every field name that appears in some record, in first-seen order."""
         seen: dict[str, None] = {}
         for r in self.records:
             seen.update(dict.fromkeys(r))

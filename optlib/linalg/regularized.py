@@ -39,6 +39,7 @@ class LowRank:
     s: Tensor | None = None
 
     def dense(self) -> Tensor:
+        """``U diag(s) U^T`` as a dense matrix."""
         s = torch.ones(self.U.shape[1], dtype=self.U.dtype) if self.s is None else self.s
         return (self.U * s) @ self.U.T
 
@@ -71,10 +72,12 @@ class Metric:
         return self.B is None
 
     def check_dim(self, n: int) -> None:
+        """Raise ``ValueError`` unless ``B`` is ``n x n``."""
         if self.B is not None and self.B.shape[0] != n:
             raise ValueError(f"metric B has shape {tuple(self.B.shape)} but the problem has dimension {n}")
 
     def apply(self, d: Tensor) -> Tensor:
+        """``B d``."""
         return d if self.B is None else self.B @ d
 
     def inv_apply(self, g: Tensor) -> Tensor:
@@ -86,16 +89,20 @@ class Metric:
         return torch.cholesky_solve(g.unsqueeze(-1), self.chol).squeeze(-1)
 
     def norm(self, d: Tensor) -> float:
+        """The primal norm ``sqrt(d^T B d)``."""
         return float(torch.sqrt(torch.dot(d, self.apply(d))))
 
     def dual_norm(self, g: Tensor) -> float:
+        """The dual norm ``sqrt(g^T B^{-1} g)``."""
         return float(torch.sqrt(torch.dot(g, self.inv_apply(g))))
 
     def dense(self, n: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``B`` as a dense matrix (the identity when Euclidean)."""
         return torch.eye(n, dtype=dtype) if self.B is None else self.B
 
 
 def as_metric(B: Any) -> Metric:
+    """A :class:`Metric` from ``None`` (identity), a matrix, or a ``Metric``."""
     if isinstance(B, Metric):
         return B
     if B is None:
