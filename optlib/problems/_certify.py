@@ -14,6 +14,7 @@ data and parameters (so that constructing the same problem twice solves it once)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections.abc import Callable
@@ -25,6 +26,16 @@ import scipy.linalg
 
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
+
+
+def _single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Run numpy's BLAS on one thread: next to torch's own thread pool, a multi-threaded OpenBLAS
+    oversubscribes small machines and the solves become several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def digest(*parts: Any) -> str:
@@ -131,7 +142,8 @@ def certify(
     ``scale`` is the size of a typical gradient (for example ``max(1, ||grad f(x0)||)``).
     Returns ``(f_star, x_star)``; raises ``RuntimeError`` when the solve cannot certify the optimum.
     """
-    res = newton_minimize(fun, fgh, x0, gtol=gtol_rel * scale)
+    with _single_threaded_blas():
+        res = newton_minimize(fun, fgh, x0, gtol=gtol_rel * scale)
     if not np.isfinite(res.fun) or res.grad_norm > accept_rel * scale:
         raise RuntimeError(
             f"certification of {what} failed: Newton stopped after {res.nit} iterations with "

@@ -80,7 +80,9 @@ def binary_data(dataset: Any) -> tuple[np.ndarray, np.ndarray, str]:
     A = _check_matrix(A)
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != A.shape[0]:
-        raise ValueError(f"labels y must be a 1-D array with one entry per row of A ({A.shape[0]}), got shape {y.shape}")
+        raise ValueError(
+            f"labels y must be a 1-D array with one entry per row of A ({A.shape[0]}), got shape {y.shape}"
+        )
     try:
         yf = y.astype(np.float64)
     except (TypeError, ValueError):

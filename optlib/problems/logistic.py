@@ -25,14 +25,15 @@ Curvatures offered (``problem.curvatures``):
 Constants (``problem.constants``), each derived in one line:
 
 * ``L`` :math:`= \lambda_{\max}(A^\top A)/(4n) + \rho`, from :math:`\sigma' \le 1/4` (tight at :math:`x = 0`).
-* ``mu`` :math:`= \rho`: the loss is convex, the regularizer adds :math:`\rho I`.
+* ``mu`` :math:`= \rho`: the loss is convex, the regularizer adds :math:`\rho I` (None when :math:`\rho = 0`).
 * ``M`` :math:`= \max_i \|a_i\|` (quasi-self-concordance): with :math:`\phi(t) = \log(1+e^{t})`,
   :math:`|\phi'''| = \phi''|1 - 2\sigma| \le \phi''`, so
   :math:`|D^3 f(x)[u,u,v]| = |\frac1n\sum_i \phi'''(-z_i)(a_i^\top u)^2 (y_i a_i^\top v)|
   \le \max_i\|a_i\|\,\|v\|\,\langle\nabla^2 f(x)u,u\rangle`
   (Bach, "Self-concordant analysis for logistic regression", Electron. J. Statist. 4, 2010; spec 10 §4).
 * ``L2`` (Hessian Lipschitz): :math:`\max_p |p(1-p)(1-2p)| = 1/(6\sqrt3)` (attained at
-  :math:`p = (3-\sqrt3)/6`), hence :math:`\|D^3 f(x)[u,u,v]\| \le \frac{1}{6\sqrt3}\frac1n\sum_i |a_i^\top u|^2|a_i^\top v|`,
+  :math:`p = (3-\sqrt3)/6`), hence
+  :math:`\|D^3 f(x)[u,u,v]\| \le \frac{1}{6\sqrt3}\frac1n\sum_i |a_i^\top u|^2|a_i^\top v|`,
   bounded both by :math:`\frac{1}{6\sqrt3 n}\sum_i\|a_i\|^3` and by
   :math:`\frac{1}{6\sqrt3}\max_i\|a_i\|\,\lambda_{\max}(A^\top A)/n`; ``L2`` is the smaller of the two.
 
@@ -96,9 +97,13 @@ def _binary_logistic_problem(A: np.ndarray, y: np.ndarray, reg: float | None, na
     """The one implementation behind :func:`logistic_regression` and :func:`synthetic_logistic`."""
     n, d = A.shape
     reg = _resolve_reg(reg, n)
-    B_np = np.ascontiguousarray(A * y[:, None])  # rows b_i = y_i a_i
-    B = torch.from_numpy(B_np)
-    Bt = B.T  # a view; BLAS handles the transpose without a copy
+    # Rows b_i = y_i a_i, stored column-major: torch's matrix-vector products with B and B^T both run
+    # faster on it than on row-major storage, and B^T is a C-contiguous (d, n) view for the weighted
+    # Gram matrix. The numpy certification oracles read the same memory.
+    Bt = torch.from_numpy(np.ascontiguousarray((A * y[:, None]).T))
+    B = Bt.T
+    B_np = Bt.numpy().T
+    reg_eye = reg * torch.eye(d, dtype=torch.float64)
     inv_n = 1.0 / n
 
     def fun(x: Tensor) -> Tensor:
@@ -115,28 +120,26 @@ def _binary_logistic_problem(A: np.ndarray, y: np.ndarray, reg: float | None, na
         return torch.addmv(x, Bt, s, beta=reg, alpha=-inv_n)
 
     def _weighted_gram(w: Tensor) -> Tensor:
-        H = torch.mm(Bt * w, B)
-        H.diagonal().add_(reg)
-        return H
+        """(1/n) A^T Diag(w) A + reg I."""
+        return torch.addmm(reg_eye, Bt * w, B, alpha=inv_n)
 
     def _hess_weights(x: Tensor) -> Tensor:
         s = torch.sigmoid(torch.mv(B, x).neg_())
-        return s.mul_(1.0 - s).mul_(inv_n)
+        return s.mul_(1.0 - s)
 
     def hess(x: Tensor) -> Tensor:
         return _weighted_gram(_hess_weights(x))
 
     def hvp(x: Tensor, v: Tensor) -> Tensor:
         w = _hess_weights(x)
-        return torch.addmv(v, Bt, w.mul_(torch.mv(B, v)), beta=reg)
+        return torch.addmv(v, Bt, w.mul_(torch.mv(B, v)), beta=reg, alpha=inv_n)
 
     def fisher(x: Tensor) -> Tensor:
         s = torch.sigmoid(torch.mv(B, x).neg_())
-        return _weighted_gram(s.square_().mul_(inv_n))
+        return _weighted_gram(s.square_())
 
     gram = torch.mm(Bt, B)  # = A^T A
-    bohning_matrix = gram * (0.25 * inv_n)
-    bohning_matrix.diagonal().add_(reg)
+    bohning_matrix = torch.add(reg_eye, gram, alpha=0.25 * inv_n)
 
     def bohning(x: Tensor) -> Tensor:
         return bohning_matrix
@@ -149,7 +152,7 @@ def _binary_logistic_problem(A: np.ndarray, y: np.ndarray, reg: float | None, na
     constants = Constants(
         L=L,
         L2=L2,
-        mu=reg,
+        mu=reg if reg > 0 else None,
         M=max_row,
         convex=True,
         notes={

@@ -1,0 +1,70 @@
+"""Test problems with hand-written oracles, known constants and certified optima.
+
+Every constructor returns an :class:`optlib.Problem` in float64 with
+
+* fast hand-written torch oracles (``value_and_grad``, ``hess``, often ``hvp``), each checked
+  against :mod:`torch.func` autograd in ``tests/test_problems.py``;
+* problem-specific curvatures in ``problem.curvatures`` (Böhning bound, empirical Fisher,
+  Gauss-Newton variants);
+* ``problem.constants`` (:class:`optlib.Constants`) with what is known (``L``, ``L2``, ``mu``, ``M``,
+  ``convex``), each derived in the module docstring and summarized in ``constants.notes``;
+* a customary start ``problem.x0`` and, where available, a certified optimum ``f_star``/``x_star``
+  (closed form, or an independent plain-numpy Newton solve computed lazily, once per process).
+
+Data come only from scikit-learn's bundled loaders or seeded numpy generators.
+
+:func:`library` maps the names of the standard benchmark set to zero-argument constructors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..problem import Problem
+from ._data import BINARY_DATASETS, MULTICLASS_DATASETS
+from .cubic import cubic_lipschitz
+from .log_sum_exp import log_sum_exp
+from .logistic import logistic_regression, synthetic_logistic
+from .nonlinear import nonlinear_equations
+from .quadratic import quadratic, quadratic_with_condition
+from .rosenbrock import chebyshev_rosenbrock, rosenbrock, rosenbrock_nle
+from .softmax import softmax_regression
+
+__all__ = [
+    "BINARY_DATASETS",
+    "MULTICLASS_DATASETS",
+    "chebyshev_rosenbrock",
+    "cubic_lipschitz",
+    "library",
+    "log_sum_exp",
+    "logistic_regression",
+    "nonlinear_equations",
+    "quadratic",
+    "quadratic_with_condition",
+    "rosenbrock",
+    "rosenbrock_nle",
+    "softmax_regression",
+    "synthetic_logistic",
+]
+
+
+def library() -> dict[str, Callable[[], Problem]]:
+    """The standard benchmark set: name -> zero-argument constructor (each call builds a new Problem).
+
+    Each problem's ``name`` equals its key here.
+    """
+    return {
+        "logreg-breast_cancer": lambda: logistic_regression("breast_cancer"),
+        "logreg-digits_binary": lambda: logistic_regression("digits_binary"),
+        "logreg-synthetic": lambda: synthetic_logistic(),
+        "logreg-wine_binary": lambda: logistic_regression("wine_binary"),
+        "logreg-iris_binary": lambda: logistic_regression("iris_binary"),
+        "softmax-digits": lambda: softmax_regression("digits"),
+        "softmax-wine": lambda: softmax_regression("wine"),
+        "log-sum-exp": lambda: log_sum_exp(),
+        "rosenbrock": lambda: rosenbrock(),
+        "chebyshev-rosenbrock": lambda: chebyshev_rosenbrock(),
+        "nonlinear-equations": lambda: nonlinear_equations(),
+        "cubic-lipschitz": lambda: cubic_lipschitz(),
+        "quadratic-cond1e3": lambda: quadratic_with_condition(100, 1e3, seed=0),
+    }

@@ -1,0 +1,590 @@
+"""Tests for the problem library ``optlib.problems``.
+
+* every hand-written oracle and closed-form curvature against :mod:`torch.func` autograd;
+* the curvature orderings the theory relies on (Böhning bound above the Hessian, PSD stand-ins);
+* certified optima: tiny gradients, agreement with cvxpy, closed forms;
+* constants (L, mu, M, L2) checked at sample points, each paired with a deliberately wrong constant
+  that the same check must catch;
+* input validation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import func as tf
+
+from optlib import Problem
+from optlib.linalg import LowRank
+from optlib.problems import (
+    BINARY_DATASETS,
+    MULTICLASS_DATASETS,
+    _certify,
+    chebyshev_rosenbrock,
+    cubic_lipschitz,
+    library,
+    log_sum_exp,
+    logistic_regression,
+    nonlinear_equations,
+    quadratic,
+    quadratic_with_condition,
+    rosenbrock,
+    rosenbrock_nle,
+    softmax_regression,
+    synthetic_logistic,
+)
+from optlib.problems._data import standardize
+
+DT = torch.float64
+RTOL = 1e-10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """These tests make many small dense calls (eigvalsh, Hessians of a few hundred rows). On a small,
+    shared CI machine torch's OpenMP pool then spends more time waiting for its threads than
+    computing (seconds per call instead of milliseconds), so the module runs on one thread and
+    restores the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a = torch.as_tensor(a, dtype=DT)
+    b = torch.as_tensor(b, dtype=DT)
+    return float(torch.linalg.vector_norm(a - b)) / max(1.0, float(torch.linalg.vector_norm(b)))
+
+
+def sample_points(p: Problem, k: int = 3, scale: float = 1.0, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pts = [p.x0.clone()]
+    pts += [p.x0 + scale * torch.randn(p.n, generator=g, dtype=DT) for _ in range(k)]
+    return pts
+
+
+def small_digits(K: int = 10, rows: int = 150, cols: int = 12):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    keep = d.target < K
+    return d.data[keep][:rows, 20 : 20 + cols], d.target[keep][:rows]
+
+
+# --------------------------------------------------------------------------- problem zoo (small)
+SMALL: dict[str, callable] = {
+    "logreg-breast_cancer": lambda: logistic_regression("breast_cancer"),
+    "logreg-wine-intercept": lambda: logistic_regression("wine_binary", fit_intercept=True, reg=1e-2),
+    "logreg-synthetic-small": lambda: synthetic_logistic(n=300, d=8, seed=3),
+    "softmax-wine": lambda: softmax_regression("wine"),
+    "softmax-iris": lambda: softmax_regression("iris", reg=0.05),
+    "softmax-digits-small": lambda: softmax_regression(small_digits()),
+    "log-sum-exp-small": lambda: log_sum_exp(n=6, m=15, mu=0.5, seed=2),
+    "rosenbrock": lambda: rosenbrock(),
+    "rosenbrock-shifted": lambda: rosenbrock(a=0.5, b=10.0),
+    "rosenbrock-nle": lambda: rosenbrock_nle(),
+    "chebyshev-p2": lambda: chebyshev_rosenbrock(n=6, p=2),
+    "chebyshev-p3": lambda: chebyshev_rosenbrock(n=6, p=3),
+    "chebyshev-p4": lambda: chebyshev_rosenbrock(n=6, p=4),
+    "nonlinear-p4": lambda: nonlinear_equations(n=5, m=8, p=4, seed=1),
+    "nonlinear-p3-under": lambda: nonlinear_equations(n=8, m=5, p=3, seed=1),
+    "nonlinear-p2": lambda: nonlinear_equations(n=5, m=8, p=2, seed=1),
+    "cubic": lambda: cubic_lipschitz(n=6, m=10, seed=1),
+    "cubic-mu": lambda: cubic_lipschitz(n=6, m=10, seed=1, mu=0.1),
+    "quadratic-indefinite": lambda: quadratic([-2.0, 0.5, 1.0, 3.0], seed=4),
+    "quadratic-cond": lambda: quadratic_with_condition(7, 1e4, seed=2),
+}
+
+_BUILT: dict[str, Problem] = {}
+
+
+def small(name: str) -> Problem:
+    if name not in _BUILT:
+        _BUILT[name] = SMALL[name]()
+    return _BUILT[name]
+
+
+# --------------------------------------------------------------------------- oracles vs autograd
+@pytest.mark.parametrize("name", list(SMALL))
+def test_oracles_match_autograd(name):
+    p = small(name)
+    scale = 0.3 if name.startswith(("logreg", "softmax")) else 1.0
+    for x in sample_points(p, scale=scale):
+        f_ad = p.value(x)
+        g_ad = tf.grad(p.value)(x)
+        H_ad = tf.hessian(p.value)(x)
+        f, g = p.value_and_grad(x)
+        assert abs(float(f) - float(f_ad)) <= RTOL * max(1.0, abs(float(f_ad)))
+        assert rel_err(g, g_ad) <= RTOL
+        assert rel_err(p.grad(x), g_ad) <= RTOL
+        assert rel_err(p.hessian(x), H_ad) <= RTOL
+        v = torch.linspace(-1.0, 1.0, p.n, dtype=DT)
+        assert rel_err(p.hvp(x, v), H_ad @ v) <= RTOL
+
+
+def _autograd_ggn(p: Problem, x: torch.Tensor) -> torch.Tensor:
+    u = p._residuals(x)
+    J = tf.jacrev(p._residuals)(x)
+    return J.T @ tf.hessian(p._outer)(u) @ J
+
+
+def _per_sample_fisher_logistic(p: Problem, x: torch.Tensor) -> torch.Tensor:
+    A = torch.from_numpy(p.data["A"])
+    y = torch.from_numpy(p.data["y"])
+
+    def loss(xx, a, yy):
+        return torch.nn.functional.softplus(-yy * torch.dot(a, xx))
+
+    G = tf.vmap(tf.grad(loss), in_dims=(None, 0, 0))(x, A, y)
+    return G.T @ G / A.shape[0] + p.reg * torch.eye(p.n, dtype=DT)
+
+
+def _per_sample_fisher_softmax(p: Problem, x: torch.Tensor) -> torch.Tensor:
+    A = torch.from_numpy(p.data["A"])
+    K = p.data["K"]
+    Y = torch.nn.functional.one_hot(torch.from_numpy(p.data["labels"]), K).to(DT)
+
+    def loss(xx, a, onehot):
+        z = a @ xx.reshape(-1, K)
+        return torch.logsumexp(z, 0) - torch.dot(z, onehot)
+
+    G = tf.vmap(tf.grad(loss), in_dims=(None, 0, 0))(x, A, Y)
+    return G.T @ G / A.shape[0] + p.reg * torch.eye(p.n, dtype=DT)
+
+
+@pytest.mark.parametrize("name", [n for n in SMALL if n.startswith(("logreg", "softmax"))])
+def test_glm_curvatures_match_autograd(name):
+    p = small(name)
+    per_sample = _per_sample_fisher_logistic if name.startswith("logreg") else _per_sample_fisher_softmax
+    for x in sample_points(p, scale=0.3):
+        H_ad = tf.hessian(p.value)(x)
+        assert rel_err(p.curvature("gauss-newton")(x), H_ad) <= RTOL  # linear inner map: GN is exact
+        assert rel_err(p.curvature("fisher")(x), per_sample(p, x)) <= RTOL
+    if name.startswith("logreg"):
+        # sigma'(0) = 1/4: the Böhning bound is the Hessian at the origin
+        zero = torch.zeros(p.n, dtype=DT)
+        assert rel_err(p.curvature("bohning")(zero), tf.hessian(p.value)(zero)) <= RTOL
+
+
+def test_softmax_bohning_is_tight_for_two_classes_at_origin():
+    A, t = small_digits(K=2, rows=120, cols=12)
+    p = softmax_regression((A, t))
+    zero = torch.zeros(p.n, dtype=DT)
+    assert rel_err(p.curvature("bohning")(zero), tf.hessian(p.value)(zero)) <= RTOL
+
+
+def test_bohning_is_constant_and_cached():
+    p = small("logreg-breast_cancer")
+    x = torch.randn(p.n, dtype=DT)
+    B1 = p.curvature("bohning")(x)
+    B2 = p.curvature("bohning")(torch.zeros(p.n, dtype=DT))
+    assert B1 is B2
+
+
+def test_log_sum_exp_weighted_gauss_newton():
+    p = small("log-sum-exp-small")
+    mu = p.data["mu"]
+    for x in sample_points(p):
+        g = tf.grad(p.value)(x)
+        expected = tf.hessian(p.value)(x) + torch.outer(g, g) / mu
+        assert rel_err(p.curvature("weighted-gauss-newton")(x), expected) <= RTOL
+        assert rel_err(p.gauss_newton(x), expected) <= RTOL
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["rosenbrock", "rosenbrock-shifted", "rosenbrock-nle", "chebyshev-p2", "chebyshev-p3", "chebyshev-p4",
+     "nonlinear-p4", "nonlinear-p3-under", "nonlinear-p2"],
+)
+def test_residual_curvatures_match_autograd(name):
+    p = small(name)
+    for x in sample_points(p):
+        ggn = _autograd_ggn(p, x)
+        assert rel_err(p.curvature("gn-fisher")(x), ggn) <= RTOL
+        u = p._residuals(x)
+        nu = float(torch.linalg.vector_norm(u))
+        g = tf.grad(p.value)(x)
+        pw = p.power
+        if pw > 2:
+            F = p.curvature("fisher")(x)
+            assert isinstance(F, LowRank) and F.U.shape == (p.n, 1)
+            assert rel_err(F.dense(), (pw - 2) / nu**pw * torch.outer(g, g)) <= RTOL
+        else:
+            assert "fisher" not in p.curvatures
+        if name.startswith("nonlinear"):
+            A = torch.from_numpy(p.data["A"])
+            plain = nu ** (pw - 2) * (A.T @ A)
+            assert rel_err(p.gauss_newton(x), plain) <= RTOL
+            assert rel_err(p.curvature("gn-fisher")(x), tf.hessian(p.value)(x)) <= RTOL  # affine u
+        else:
+            assert rel_err(p.gauss_newton(x), ggn) <= RTOL
+
+
+def test_rosenbrock_matches_textbook_form():
+    for a, b in [(1.0, 100.0), (0.5, 10.0)]:
+        p = rosenbrock(a=a, b=b)
+        for x in sample_points(p, k=5):
+            x1, x2 = float(x[0]), float(x[1])
+            textbook = (a - x1) ** 2 + b * (x2 - x1**2) ** 2
+            assert abs(float(p.value(x)) - textbook) <= 1e-12 * max(1.0, textbook)
+            assert abs(float(p._outer(p._residuals(x))) - textbook) <= 1e-12 * max(1.0, textbook)
+    assert torch.equal(rosenbrock().x0, torch.tensor([-2.0, 2.0], dtype=DT))
+
+
+def test_residual_problems_at_zero_residual():
+    # the limits at u = 0 (the optimum): no NaN, p = 2 keeps J^T J, p > 2 gives zero
+    for p in (chebyshev_rosenbrock(n=5, p=2), chebyshev_rosenbrock(n=5, p=3), rosenbrock_nle(p=5)):
+        xs = p.x_star
+        f, g = p.value_and_grad(xs)
+        assert float(f) == 0.0 and float(g.abs().max()) == 0.0
+        H = p.hessian(xs)
+        assert torch.isfinite(H).all()
+        assert torch.isfinite(p.curvature("gn-fisher")(xs)).all()
+        if "fisher" in p.curvatures:
+            assert float(p.curvature("fisher")(xs).U.abs().max()) == 0.0
+
+
+# --------------------------------------------------------------------------- PSD orderings
+def lam_min(M: torch.Tensor) -> float:
+    return float(torch.linalg.eigvalsh(0.5 * (M + M.T))[0])
+
+
+def lam_max(M: torch.Tensor) -> float:
+    return float(torch.linalg.eigvalsh(0.5 * (M + M.T))[-1])
+
+
+@pytest.mark.parametrize("name", ["logreg-breast_cancer", "logreg-synthetic-small", "softmax-wine",
+                                  "softmax-digits-small"])
+def test_bohning_dominates_hessian(name):
+    p = small(name)
+    B = p.curvature("bohning")(p.x0)
+    tol = 1e-10 * max(1.0, lam_max(B))
+    for x in sample_points(p, k=4, scale=1.0, seed=5):
+        H = p.hessian(x)
+        assert lam_min(B - H) >= -tol
+        assert lam_min(p.curvature("fisher")(x)) >= -tol
+    # would catch: a bound below the Hessian at the origin (where p is uniform) fails the check;
+    # binary: 1/8 instead of 1/4; K classes: 1/(2K) instead of 1/2
+    reg = p.reg
+    shrink = 0.5 if name.startswith("logreg") else 1.0 / p.data["K"]
+    wrong = shrink * (B - reg * torch.eye(p.n, dtype=DT)) + reg * torch.eye(p.n, dtype=DT)
+    assert lam_min(wrong - p.hessian(torch.zeros(p.n, dtype=DT))) < -1e-6
+
+
+def test_log_sum_exp_weighted_gn_dominates_hessian():
+    p = small("log-sum-exp-small")
+    for x in sample_points(p, k=4):
+        W = p.curvature("gauss-newton")(x)
+        assert lam_min(W - p.hessian(x)) >= -1e-12 * max(1.0, lam_max(W))
+        assert lam_min(p.hessian(x)) >= -1e-12 * max(1.0, lam_max(W))
+
+
+# --------------------------------------------------------------------------- certified optima
+@pytest.fixture(scope="module")
+def lib_problems():
+    return {name: ctor() for name, ctor in library().items()}
+
+
+def test_library_contents(lib_problems):
+    assert set(lib_problems) == {
+        "logreg-breast_cancer", "logreg-digits_binary", "logreg-synthetic", "logreg-wine_binary",
+        "logreg-iris_binary", "softmax-digits", "softmax-wine", "log-sum-exp", "rosenbrock",
+        "chebyshev-rosenbrock", "nonlinear-equations", "cubic-lipschitz", "quadratic-cond1e3",
+    }
+    for name, p in lib_problems.items():
+        assert isinstance(p, Problem)
+        assert p.name == name
+        assert p.x0 is not None and p.x0.shape == (p.n,) and p.x0.dtype == DT
+        f, g = p.value_and_grad(p.x0)
+        assert math.isfinite(float(f)) and bool(torch.isfinite(g).all())
+    assert lib_problems["logreg-synthetic"].n == 200
+    assert lib_problems["softmax-digits"].n == 640
+
+
+def test_certified_optima_have_tiny_gradients(lib_problems):
+    for name, p in lib_problems.items():
+        assert p.f_star is not None, name
+        xs = p.x_star
+        assert xs.shape == (p.n,)
+        scale = max(1.0, float(torch.linalg.vector_norm(p.grad(p.x0))))
+        assert float(torch.linalg.vector_norm(p.grad(xs))) <= 1e-9 * scale, name
+        assert abs(float(p.value(xs)) - p.f_star) <= 1e-12 * max(1.0, abs(p.f_star)), name
+        if p.constants.convex:
+            # convexity: no sampled point beats the certified value
+            for x in sample_points(p, k=3, scale=0.1, seed=7):
+                assert float(p.value(x)) >= p.f_star - 1e-12 * max(1.0, abs(p.f_star)), name
+
+
+def test_closed_form_optima():
+    p = rosenbrock(a=0.5, b=10.0)
+    assert torch.equal(p.x_star, torch.tensor([0.5, 0.25], dtype=DT)) and p.f_star == 0.0
+    assert float(p.value(p.x_star)) == 0.0 and float(p.grad(p.x_star).abs().max()) == 0.0
+    c = chebyshev_rosenbrock(n=7)
+    assert torch.equal(c.x_star, torch.ones(7, dtype=DT))
+    assert torch.equal(c.x0, torch.tensor([-1.0] + [1.0] * 6, dtype=DT))
+    assert float(c.value(c.x_star)) == 0.0
+    ne = nonlinear_equations(n=6, m=9, p=4, seed=3)
+    assert ne.f_star == 0.0 and float(ne.value(ne.x_star)) <= 1e-28
+    lse = log_sum_exp(n=5, m=20, mu=0.3, seed=1)
+    b, mu = lse.data["b"], lse.data["mu"]
+    assert abs(lse.f_star - mu * np.log(np.sum(np.exp(-b / mu)))) <= 1e-12
+    assert float(torch.linalg.vector_norm(lse.grad(lse.x_star))) <= 1e-14
+    q = quadratic([1.0, 2.0, 5.0], seed=1)
+    A, bq = torch.from_numpy(q.data["A"]), torch.from_numpy(q.data["b"])
+    assert rel_err(q.x_star, torch.linalg.solve(A, bq)) <= 1e-12
+    assert quadratic([-1.0, 2.0]).f_star is None and quadratic([0.0, 2.0]).x_star is None
+
+
+def test_metric_attributes():
+    lse = log_sum_exp(n=5, m=20, seed=1)
+    A0 = torch.from_numpy(lse.data["A0"])
+    assert rel_err(lse.metric_B, A0.T @ A0) <= 1e-14
+    assert lam_min(log_sum_exp(n=6, m=4, seed=1).metric_B) > 0  # ridge when A0^T A0 is singular
+    ne = nonlinear_equations(n=8, m=5, p=4, seed=1)
+    A = torch.from_numpy(ne.data["A"])
+    assert rel_err(ne.metric_B, A.T @ A + 1e-8 * torch.eye(8, dtype=DT)) <= 1e-14
+    assert lam_min(ne.metric_B) > 0
+
+
+def _cvxpy_logistic(A: np.ndarray, y: np.ndarray, reg: float) -> float:
+    cp = pytest.importorskip("cvxpy")
+    n, d = A.shape
+    x = cp.Variable(d)
+    obj = cp.sum(cp.logistic(-cp.multiply(y, A @ x))) / n + 0.5 * reg * cp.sum_squares(x)
+    prob = cp.Problem(cp.Minimize(obj))
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == cp.OPTIMAL
+    return float(prob.value)
+
+
+@pytest.mark.parametrize("make", [lambda: logistic_regression("breast_cancer"),
+                                  lambda: synthetic_logistic(n=200, d=6, seed=11)])
+def test_logistic_f_star_agrees_with_cvxpy(make):
+    p = make()
+    ref = _cvxpy_logistic(p.data["A"], p.data["y"], p.reg)
+    assert abs(p.f_star - ref) <= 1e-6 * max(1.0, abs(ref))
+    assert p.f_star <= ref + 1e-12  # Newton's answer is at least as good as the interior-point one
+
+
+def test_cubic_f_star_agrees_with_cvxpy():
+    cp = pytest.importorskip("cvxpy")
+    for p in (cubic_lipschitz(), cubic_lipschitz(n=6, m=10, seed=1, mu=0.1)):
+        A, b, mu = p.data["A"], p.data["b"], p.data["mu"]
+        x = cp.Variable(A.shape[1])
+        obj = cp.sum(cp.power(cp.abs(A @ x - b), 3)) / 3 + 0.5 * mu * cp.sum_squares(x)
+        prob = cp.Problem(cp.Minimize(obj))
+        prob.solve(solver=cp.CLARABEL)
+        assert prob.status == cp.OPTIMAL
+        assert abs(p.f_star - prob.value) <= 1e-6 * max(1.0, abs(prob.value))
+        assert p.f_star <= prob.value + 1e-12
+
+
+def test_certified_optimum_is_computed_once_per_process(monkeypatch):
+    calls = []
+    real = _certify.newton_minimize
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_certify, "newton_minimize", counting)
+    p1 = logistic_regression("iris_binary", reg=0.0123)
+    p2 = logistic_regression("iris_binary", reg=0.0123)
+    assert p1.f_star == p2.f_star
+    assert torch.equal(p1.x_star, p2.x_star)
+    assert len(calls) == 1
+    p2.x_star.add_(1.0)  # mutating a returned x_star does not corrupt the cache
+    assert torch.equal(logistic_regression("iris_binary", reg=0.0123).x_star, p1.x_star)
+
+
+def test_unregularized_logistic_has_no_certified_optimum():
+    p = logistic_regression("iris_binary", reg=0.0)  # separable: no minimizer exists
+    assert p.f_star is None and p.x_star is None and p.constants.mu is None
+
+
+# --------------------------------------------------------------------------- constants
+def test_logistic_L_and_mu():
+    for name in ("logreg-breast_cancer", "logreg-synthetic-small"):
+        p = small(name)
+        L, mu = p.constants.L, p.constants.mu
+        pts = sample_points(p, k=4, scale=1.0, seed=2)
+        pts[0] = torch.zeros(p.n, dtype=DT)  # sigma' = 1/4 everywhere: lambda_max = L exactly
+        top = [lam_max(p.hessian(x)) for x in pts]
+        bottom = [lam_min(p.hessian(x)) for x in pts]
+        assert max(top) <= L * (1 + 1e-12)
+        assert any(t > L / 10 for t in top)  # would catch L/10
+        assert min(bottom) >= mu * (1 - 1e-9)
+    # would catch 10 mu: the synthetic features with scale 1e-3 leave lambda_min close to reg
+    p = small("logreg-synthetic-small")
+    assert any(lam_min(p.hessian(x)) < 10 * p.constants.mu for x in sample_points(p, k=2))
+
+
+def _third(p: Problem, x, u, v) -> float:
+    """D^3 f(x)[u, u, v] by autograd."""
+    hvp_u = lambda z: tf.jvp(tf.grad(p.value), (z,), (u,))[1]  # noqa: E731
+    return float(torch.dot(u, tf.jvp(hvp_u, (x,), (v,))[1]))
+
+
+def test_logistic_quasi_self_concordance_and_L2():
+    # general data: the bounds hold at random points
+    p = small("logreg-breast_cancer")
+    M, L2 = p.constants.M, p.constants.L2
+    g = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        x, u, v, w = (torch.randn(p.n, generator=g, dtype=DT) * 0.3 for _ in range(4))
+        quad = float(u @ p.hessian(x) @ u)
+        assert abs(_third(p, x, u, v)) <= M * float(v.norm()) * quad * (1 + 1e-9)
+        dH = torch.linalg.matrix_norm(p.hessian(x) - p.hessian(w), 2)
+        assert float(dH) <= L2 * float((x - w).norm())
+    # one sample (a, y = 1), negligible reg: both constants are nearly attained along a, so a
+    # constant ten times too small is caught
+    a = np.array([[3.0, -1.0, 2.0]])
+    q = logistic_regression((a, np.array([1.0])), reg=1e-12, standardize=False)
+    at = torch.from_numpy(a[0])
+    e = at / at.norm()
+    ratios_M, ratios_L2 = [], []
+    for t in (2.0, 4.0, 6.0):  # margins z = -t (misclassified side), |1 - 2 sigma| close to 1
+        x = -t * at / at.dot(at)
+        quad = float(e @ q.hessian(x) @ e)
+        ratios_M.append(abs(_third(q, x, e, e)) / quad)
+    zc = -math.log((3 + math.sqrt(3)) / (3 - math.sqrt(3)))  # where |sigma'''| peaks
+    for h in (1e-3, 1e-2):
+        x = zc * at / at.dot(at)
+        y = x + h * e
+        ratios_L2.append(float(torch.linalg.matrix_norm(q.hessian(x) - q.hessian(y), 2)) / h)
+    assert max(ratios_M) <= q.constants.M * (1 + 1e-9) and max(ratios_M) > q.constants.M / 10
+    assert max(ratios_L2) <= q.constants.L2 * (1 + 1e-6) and max(ratios_L2) > q.constants.L2 / 10
+
+
+def test_softmax_L_and_mu():
+    for name in ("softmax-wine", "softmax-digits-small"):
+        p = small(name)
+        L = p.constants.L
+        top = [lam_max(p.hessian(x)) for x in sample_points(p, k=3, scale=0.5)]
+        assert max(top) <= L * (1 + 1e-12)
+        assert top[0] > L / 10  # at the origin lambda_max = 2L/K - ...: catches L/10 for K <= 10
+        assert min(lam_min(p.hessian(x)) for x in sample_points(p, k=2)) >= p.constants.mu * (1 - 1e-9)
+
+
+def test_log_sum_exp_L():
+    for p in (small("log-sum-exp-small"), log_sum_exp(n=3, m=4, seed=1)):
+        L = p.constants.L
+        top = [lam_max(p.hessian(x)) for s in (1.0, 10.0) for x in sample_points(p, k=10, scale=s, seed=4)]
+        assert max(top) <= L * (1 + 1e-12)
+        assert max(top) > L / 10  # would catch L/10
+        assert p.constants.L2 == pytest.approx(p.constants.M * L)
+
+
+def test_quadratic_constants_are_exact():
+    eigs = [0.5, 2.0, 3.0, 10.0]
+    p = quadratic(eigs, seed=3)
+    spec = torch.linalg.eigvalsh(p.hessian(p.x0))
+    assert rel_err(spec, torch.tensor(eigs, dtype=DT)) <= 1e-12
+    assert p.constants.L == 10.0 and p.constants.mu == 0.5 and p.constants.L2 == 0.0 and p.constants.convex
+    q = quadratic([-2.0, 1.0], seed=0)
+    assert not q.constants.convex and q.constants.mu is None and q.constants.L == 2.0
+    c = quadratic_with_condition(50, 1e3, seed=1)
+    ev = torch.linalg.eigvalsh(c.hessian(c.x0))
+    assert float(ev[-1] / ev[0]) == pytest.approx(1e3, rel=1e-9)
+    assert c.constants.L / c.constants.mu == pytest.approx(1e3, rel=1e-12)
+    # would catch: L/10 is below the top eigenvalue
+    assert float(ev[-1]) > c.constants.L / 10
+
+
+def test_nonlinear_p2_constants():
+    p = small("nonlinear-p2")
+    ev = torch.linalg.eigvalsh(p.hessian(p.x0))
+    assert float(ev[-1]) == pytest.approx(p.constants.L, rel=1e-10)
+    assert float(ev[0]) == pytest.approx(p.constants.mu, rel=1e-8)
+    assert small("nonlinear-p4").constants.L is None and small("nonlinear-p4").constants.convex
+
+
+def test_cubic_hessian_lipschitz_constant():
+    for p in (cubic_lipschitz(), small("cubic")):
+        L2 = p.constants.L2
+        A = torch.from_numpy(p.data["A"])
+        g = torch.Generator().manual_seed(0)
+        ratios = []
+        for s in (0.1, 1.0, 10.0):
+            for _ in range(15):
+                x = s * torch.randn(p.n, generator=g, dtype=DT)
+                i = int(torch.randint(A.shape[0], (1,), generator=g))
+                h = A[i] / A[i].norm() * s * float(torch.rand(1, generator=g, dtype=DT))
+                dH = torch.linalg.matrix_norm(p.hessian(x) - p.hessian(x + h), 2)
+                ratios.append(float(dH) / float(h.norm()))
+        assert max(ratios) <= L2 * (1 + 1e-12)
+        assert max(ratios) > L2 / 10  # would catch L2/10
+
+
+# --------------------------------------------------------------------------- data handling and errors
+def test_standardize():
+    from sklearn.datasets import load_digits
+
+    X = standardize(load_digits().data)
+    const = load_digits().data.std(axis=0) == 0
+    assert const.any() and np.all(X[:, const] == 0)
+    assert np.allclose(X[:, ~const].mean(axis=0), 0, atol=1e-12)
+    assert np.allclose(X[:, ~const].std(axis=0), 1, atol=1e-12)
+
+
+def test_labels_and_intercept():
+    A = np.random.default_rng(0).standard_normal((30, 4))
+    y01 = (A[:, 0] > 0).astype(float)
+    p01 = logistic_regression((A, y01))
+    ppm = logistic_regression((A, 2 * y01 - 1))
+    x = torch.randn(4, dtype=DT)
+    assert float(p01.value(x)) == float(ppm.value(x))
+    pi = logistic_regression((A, y01), fit_intercept=True)
+    assert pi.n == 5 and np.all(pi.data["A"][:, -1] == 1.0)
+    s = softmax_regression((A, np.array(["a", "b", "c"] * 10)))
+    assert s.n == 4 * 3 and s.data["K"] == 3
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(ValueError) as err:
+        logistic_regression("mushrooms")
+    assert all(name in str(err.value) for name in BINARY_DATASETS)
+    with pytest.raises(ValueError) as err:
+        softmax_regression("mnist")
+    assert all(name in str(err.value) for name in MULTICLASS_DATASETS)
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        (np.ones((5, 3)), np.ones(4)),  # y too short
+        (np.ones(5), np.ones(5)),  # A not 2-D
+        (np.ones((5, 3)), np.ones((5, 1))),  # y not 1-D
+        (np.ones((4, 2)), np.array([0.0, 1.0, 2.0, 1.0])),  # labels outside {0,1}/{-1,1}
+        (np.array([[1.0, np.nan]]), np.array([1.0])),  # non-finite features
+        (np.ones((3, 2)),),  # not a pair
+    ],
+)
+def test_bad_logistic_input(dataset):
+    with pytest.raises(ValueError):
+        logistic_regression(dataset)
+
+
+def test_bad_other_input():
+    with pytest.raises(ValueError):
+        softmax_regression((np.ones((4, 2)), np.zeros(4)))  # one class
+    with pytest.raises(ValueError):
+        softmax_regression((np.ones((4, 2)), np.zeros(3)))
+    with pytest.raises(ValueError):
+        logistic_regression("breast_cancer", reg=-1.0)
+    with pytest.raises(ValueError):
+        nonlinear_equations(n=3, m=4, p=1.5)
+    with pytest.raises(ValueError):
+        chebyshev_rosenbrock(n=1)
+    with pytest.raises(ValueError):
+        quadratic(np.ones((2, 2)))
+    with pytest.raises(ValueError):
+        quadratic_with_condition(5, 0.5)
+    with pytest.raises(ValueError):
+        log_sum_exp(mu=0.0)
+    with pytest.raises(ValueError):
+        rosenbrock(b=-1.0)
