@@ -72,7 +72,8 @@ class CubicSubproblem:
                 return self._hard_case(M, r_min)
         # Bracket: phi(r) = ||z(r)|| - r is positive just above r_min and negative for large r.
         lo = r_min
-        hi = max(r_min, 1.0)
+        # Start strictly above r_min: at r_min the bottom shift vanishes and ||z|| is 0/0.
+        hi = r_min + max(r_min, 1.0)
         while self._z_norm(hi, M) > hi:
             hi *= 2.0
         r = hi
@@ -96,7 +97,18 @@ class CubicSubproblem:
                 r = r_new
                 break
             r = r_new
-        z = -ghat / (a + 0.5 * M * r)
+        w = a + 0.5 * M * r
+        z = -ghat / w
+        if a_min < 0:
+            # Near the hard case w_0 is tiny and z_0 = -ghat_0/w_0 amplifies the last error in r;
+            # the norm constraint ||z|| = r fixes z_0 to working accuracy instead.
+            tail2 = float(torch.sum(z[1:] ** 2))
+            zn = math.sqrt(tail2 + float(z[0]) ** 2)
+            w0 = float(w[0])
+            if w0 <= 64 * 2.220446049250313e-16 * (abs(a_min) + 0.5 * M * r) or float(z[0]) ** 2 >= 0.5 * r**2 \
+                    or abs(zn - r) > 1e-12 * r:
+                sign = -1.0 if float(ghat[0]) > 0 else 1.0
+                z[0] = sign * math.sqrt(max(r**2 - tail2, 0.0))
         return self._to_d(z)
 
     def _hard_case(self, M: float, r_min: float) -> Tensor:

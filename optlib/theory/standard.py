@@ -295,3 +295,53 @@ def quadratic(eigenvalues: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0), seed
     )
     prob.Q, prob.c = Q, c  # type: ignore[attr-defined]
     return prob
+
+
+# ---------------------------------------------------------------------------------------------
+# max_t |d^3/dt^3 sqrt(1 + t^2)| = max 3|t|(1 + t^2)^(-5/2), attained at |t| = 1/2.
+PSEUDO_HUBER_THIRD_MAX = 1.5 * 1.25**-2.5
+
+
+def pseudo_huber(n: int = 8, c: float = 0.0, scale: float = 1.0, t0: float = 2.0, seed: int = 0) -> Problem:
+    """``f(x) = (c/3) sum_i |x_i|^3 + sum_j (sqrt(1 + <a_j, x>^2) - 1)`` with ``A = scale * Q``, ``Q`` orthogonal.
+
+    Convex with a Lipschitz Hessian; every term is minimized at 0, so ``x* = 0`` and ``f* = 0``
+    (closed form). Far from 0 the pseudo-Huber terms grow linearly and their curvature decays like
+    ``|t|^-3``: undamped Newton steps overshoot (from ``|t| > 1`` pure Newton maps ``t -> -t^3``),
+    which is what a too-small regularization shows on the O(1/k^2) check.
+
+    Hessian Lipschitz constant (derived). ``phi(t) = sqrt(1 + t^2)`` has ``phi''' = -3t(1 + t^2)^(-5/2)``,
+    largest in modulus at ``|t| = 1/2``: ``1.5 * 1.25^-2.5 = 0.8587``. Then
+    ``|D^3 f[h,h,h]| <= 0.8587 sum_j |<a_j,h>|^3 <= 0.8587 ||Ah||^3 = 0.8587 scale^3 ||h||^3``; with the
+    cubic term (``2c``, see :func:`lse_cubic`), ``L2 = 2c + 0.8587 scale^3`` (attained for ``c = 0``).
+
+    ``x0`` has ``|<a_j, x0>| = t0`` for every ``j`` (random signs), so ``D = ||x0|| = t0 sqrt(n) / scale``.
+    """
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    A = scale * Q
+    At = torch.tensor(A)
+    L2 = 2.0 * c + PSEUDO_HUBER_THIRD_MAX * scale**3
+
+    def value_and_grad(x: Tensor) -> tuple[Tensor, Tensor]:
+        t = At @ x
+        s = torch.sqrt(1.0 + t * t)
+        f = (c / 3.0) * torch.sum(torch.abs(x) ** 3) + torch.sum(t * t / (s + 1.0))  # = sum(s - 1), no cancellation
+        return f, c * x * torch.abs(x) + At.T @ (t / s)
+
+    def hess(x: Tensor) -> Tensor:
+        t = At @ x
+        s = torch.sqrt(1.0 + t * t)
+        return torch.diag(2.0 * c * torch.abs(x)) + (At.T * s**-3) @ At
+
+    signs = rng.choice([-1.0, 1.0], size=n)
+    x0 = np.linalg.solve(A, t0 * signs)
+    return Problem(
+        lambda x: value_and_grad(x)[0], n, value_and_grad=value_and_grad, hess=hess,
+        constants=Constants(L=scale**2, L2=L2, convex=True, notes={
+            "L2": "2c + 0.8587 scale^3 (derived in optlib.theory.standard.pseudo_huber)",
+            "f_star": "closed form: x* = 0, f* = 0",
+        }),
+        f_star=0.0, x_star=torch.zeros(n, dtype=torch.float64), x0=torch.tensor(x0),
+        name=f"pseudo_huber(n={n}, c={c:g}, scale={scale:g}, t0={t0:g}, seed={seed})",
+    )
