@@ -62,6 +62,7 @@ MAXITER = 1
 CALLBACK_STOP = 2
 INNER_SEARCH_EXHAUSTED = 3
 NUMERICAL_FAILURE = 4
+ROUNDOFF_FLOOR = 5
 
 STATUS_MESSAGES = {
     SUCCESS: "Optimization terminated successfully.",
@@ -69,6 +70,7 @@ STATUS_MESSAGES = {
     CALLBACK_STOP: "Stopped by the callback.",
     INNER_SEARCH_EXHAUSTED: "Inner search exhausted: no trial step passed the acceptance test.",
     NUMERICAL_FAILURE: "Numerical failure.",
+    ROUNDOFF_FLOOR: "Stopped at the float64 rounding floor: the decrease of f is no longer measurable.",
 }
 
 

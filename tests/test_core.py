@@ -202,3 +202,15 @@ def test_exhausted_search_keeps_the_last_accepted_point():
 def test_plain_callable_and_tol_alias():
     res = optlib.minimize(lambda x: ((x - 3.0) ** 4).sum() + (x**2).sum(), np.zeros(3), tol=1e-9)
     assert res.success and res.grad_norm <= 1e-9
+
+
+def test_rounding_floor_is_reported_as_such():
+    """Asking for a gradient norm below what float64 can resolve ends with ROUNDOFF_FLOOR, not a
+    generic exhausted search, and keeps the last accepted point."""
+    from optlib.result import ROUNDOFF_FLOOR
+
+    P = smooth_convex()
+    res = optlib.minimize(P, np.zeros(P.n), method="normalized-gradient", gtol=1e-15, maxiter=5000)
+    assert res.status == ROUNDOFF_FLOOR and not res.success
+    assert "rounding floor" in res.message
+    assert res.fun == res.trace[-1]["f"]

@@ -10,7 +10,9 @@ the progress bar.
 Never an unverified step: a failed factorization, a non-finite trial value, or a failed test is a
 rejected trial. When ``max_inner`` trials are rejected the run stops with status
 ``INNER_SEARCH_EXHAUSTED`` and keeps ``x_k``, unless ``accept_unverified=True``; then the last
-finite trial is taken and flagged ``verified=False`` in the trace.
+finite trial is taken and flagged ``verified=False`` in the trace. When no trial changed ``f`` by
+more than its rounding error, the status is ``ROUNDOFF_FLOOR`` instead: the test cannot be decided
+in float64, which is a limit of the arithmetic rather than of the method.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..result import (
     INNER_SEARCH_EXHAUSTED,
     MAXITER,
     NUMERICAL_FAILURE,
+    ROUNDOFF_FLOOR,
     STATUS_MESSAGES,
     SUCCESS,
     OptimizeResult,
@@ -39,6 +42,11 @@ from ..result import (
 )
 
 Tensor = torch.Tensor
+
+EPS = float(torch.finfo(torch.float64).eps)
+# Changes of f below this many units in the last place of f are rounding noise: an acceptance test
+# on them can neither pass nor fail meaningfully.
+ROUNDOFF_ULPS = 16
 
 
 @dataclass
@@ -229,6 +237,7 @@ def run(
         rejections: list[str] = []
         accepted = None  # (trial, f_new, g_new, gnorm_new, verified)
         last_finite = None
+        largest_change = 0.0  # over finite trials: tells an unmeasurable decrease from a real failure
         for _ in range(max_inner if adaptive else 1):
             stats["ntrials"] += 1
             try:
@@ -252,6 +261,7 @@ def run(
             ok = finite and rule.accept(pt, trial, f_new, g_new, gnorm_new)
             if finite:
                 last_finite = (trial, f_new, g_new, gnorm_new)
+                largest_change = max(largest_change, abs(f_new - pt.f))
             if not adaptive:
                 if not finite:
                     status, message = NUMERICAL_FAILURE, f"iteration {k}: the objective is not finite at the new point"
@@ -270,6 +280,13 @@ def run(
         if accepted is None:
             if accept_unverified and last_finite is not None:
                 accepted = (*last_finite, False)
+            elif last_finite is not None and largest_change <= ROUNDOFF_ULPS * EPS * max(abs(pt.f), 1e-300):
+                status = ROUNDOFF_FLOOR
+                message = (
+                    f"{STATUS_MESSAGES[ROUNDOFF_FLOOR]} At iteration {k} no trial changed f by more than "
+                    f"{largest_change:.1e} (f = {pt.f:.6e}, gradient norm {pt.gnorm:.3e}); x is the last accepted point."
+                )
+                break
             else:
                 status = INNER_SEARCH_EXHAUSTED
                 message = (
