@@ -9,6 +9,7 @@ from .regularized import (
     as_metric,
     regularized_newton_step,
 )
+from .spectral import SpectralCurvature
 
 __all__ = [
     "CubicSubproblem",
@@ -16,6 +17,7 @@ __all__ = [
     "LowRank",
     "Metric",
     "NonPSDCurvatureError",
+    "SpectralCurvature",
     "as_metric",
     "regularized_newton_step",
 ]

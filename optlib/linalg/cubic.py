@@ -22,6 +22,7 @@ import math
 import torch
 
 from .regularized import Metric
+from .spectral import SpectralCurvature
 
 Tensor = torch.Tensor
 
@@ -29,23 +30,25 @@ Tensor = torch.Tensor
 class CubicSubproblem:
     """Eigen-factored cubic model at one point; :meth:`solve` returns the minimizer for any ``M``."""
 
-    def __init__(self, A: Tensor, g: Tensor, metric: Metric) -> None:
+    def __init__(self, A: Tensor, g: Tensor, metric: Metric, spectral: SpectralCurvature | None = None) -> None:
         if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] != g.shape[0]:
             raise ValueError(f"cubic subproblem: A of shape {tuple(A.shape)} does not match g of length {g.shape[0]}")
-        if not bool(torch.isfinite(A).all()):
-            raise ValueError("cubic subproblem: the curvature matrix has non-finite entries")
+        if spectral is None:
+            try:
+                spectral = SpectralCurvature(A, metric)
+            except ValueError as exc:
+                raise ValueError(f"cubic subproblem: {exc}") from None
         self.A = A
         self.g = g
         self.metric = metric
-        if metric.is_identity:
-            A_t, g_t = A, g
-        else:
-            Linv_A = torch.linalg.solve_triangular(metric.chol, A, upper=False)
-            A_t = torch.linalg.solve_triangular(metric.chol, Linv_A.T, upper=False).T
-            g_t = torch.linalg.solve_triangular(metric.chol, g.unsqueeze(-1), upper=False).squeeze(-1)
-        A_t = 0.5 * (A_t + A_t.T)
-        self.a, self.Q = torch.linalg.eigh(A_t)
-        self.ghat = self.Q.T @ g_t
+        self.spectral = spectral
+        self.a, self.Q = spectral.a, spectral.Q
+        self.ghat = spectral.to_eig(g)
+
+    @classmethod
+    def from_spectral(cls, spectral: SpectralCurvature, g: Tensor) -> CubicSubproblem:
+        """Reuse an eigendecomposition already computed for this curvature and metric."""
+        return cls(spectral.H, g, spectral.metric, spectral)
 
     def _z_norm(self, r: float, M: float) -> float:
         return float(torch.linalg.vector_norm(self.ghat / (self.a + 0.5 * M * r)))
@@ -122,10 +125,7 @@ class CubicSubproblem:
         return self._to_d(z)
 
     def _to_d(self, z: Tensor) -> Tensor:
-        zq = self.Q @ z
-        if self.metric.is_identity:
-            return zq
-        return torch.linalg.solve_triangular(self.metric.chol.T, zq.unsqueeze(-1), upper=True).squeeze(-1)
+        return self.spectral.from_eig(z)
 
     def model_value(self, d: Tensor, M: float) -> float:
         """``m(d) = <g, d> + 1/2 <A d, d> + (M/6) ||d||^3``."""

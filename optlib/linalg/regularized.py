@@ -116,7 +116,11 @@ def regularized_newton_step(H: Any, g: Tensor, lam: float, metric: Metric) -> Te
     Raises :class:`FactorizationError` when ``H + lam B`` is not positive definite (for example an
     indefinite ``H`` with too small ``lam``) or the solution is not finite.
     """
-    if H is None:
+    from .spectral import SpectralCurvature  # here: spectral builds on this module
+
+    if isinstance(H, SpectralCurvature):
+        d = H.solve(g, lam)
+    elif H is None:
         if lam <= 0:
             raise FactorizationError("H = 0 needs lam > 0")
         d = -metric.inv_apply(g) / lam

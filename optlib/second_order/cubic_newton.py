@@ -17,6 +17,7 @@ import torch
 
 from ..linalg.cubic import CubicSubproblem
 from ..linalg.regularized import LowRank
+from ..linalg.spectral import SpectralCurvature
 from ..problem import Problem
 from ..result import OptimizeResult
 from .driver import Point, StepRule, Trial, run
@@ -30,12 +31,15 @@ class CubicRule(StepRule):
 
     def propose(self, pt: Point, M: float) -> Trial:
         sub = pt.cache.get("cubic")
+        factorizations = 0
         if sub is None:
-            H = pt.H.dense() if isinstance(pt.H, LowRank) else (pt.H if pt.H.ndim == 2 else torch.diag(pt.H))
-            sub = pt.cache["cubic"] = CubicSubproblem(H, pt.g, pt.metric)
-            factorizations = 1
-        else:
-            factorizations = 0
+            if isinstance(pt.H, SpectralCurvature):
+                sub = CubicSubproblem.from_spectral(pt.H, pt.g)
+            else:
+                H = pt.H.dense() if isinstance(pt.H, LowRank) else (pt.H if pt.H.ndim == 2 else torch.diag(pt.H))
+                sub = CubicSubproblem(H, pt.g, pt.metric)
+                factorizations = 1
+            pt.cache["cubic"] = sub
         d = sub.solve(M)
         r = pt.metric.norm(d)
         # lam = (M/2)||d|| is the regularization the cubic step implicitly uses.

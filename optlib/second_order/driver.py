@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..linalg.regularized import FactorizationError, LowRank, Metric, NonPSDCurvatureError, as_metric
+from ..linalg.spectral import SpectralCurvature
 from ..problem import Problem
 from ..result import (
     CALLBACK_STOP,
@@ -189,6 +190,8 @@ def run(
     hessian: Any = "exact",
     B: Any = None,
     adaptive: bool = True,
+    hessian_every: int = 1,
+    solver: str = "cholesky",
     maxiter: int = 1000,
     max_inner: int = 40,
     gtol: float = 1e-8,
@@ -198,9 +201,21 @@ def run(
     progress: bool = False,
     method: str = "",
 ) -> OptimizeResult:
-    """Run a regularized Newton method defined by ``rule``; see the module docstring."""
+    """Run a regularized Newton method defined by ``rule``; see the module docstring.
+
+    ``hessian_every = m`` evaluates the curvature at iterations 0, m, 2m, ... and keeps it in
+    between ("lazy Hessians", Doikov, Chayti & Jaggi, ICML 2023, arXiv:2212.00781); a stale
+    Hessian is one more approximate Hessian in the sense of Semenov, Jaggi & Doikov 2025, and the
+    acceptance test still guards every step. ``solver="eigh"`` eigendecomposes each new curvature
+    once (:class:`~optlib.linalg.SpectralCurvature`) so every trial and every reuse costs
+    ``O(n^2)``; ``"cholesky"`` factors ``H + lam B`` per trial.
+    """
     if maxiter < 0 or max_inner < 1:
         raise ValueError(f"maxiter must be >= 0 and max_inner >= 1, got {maxiter} and {max_inner}")
+    if int(hessian_every) != hessian_every or hessian_every < 1:
+        raise ValueError(f"hessian_every must be a positive integer, got {hessian_every}")
+    if solver not in ("cholesky", "eigh"):
+        raise ValueError(f"unknown solver {solver!r}; known solvers: cholesky, eigh")
     if not sigma0 > 0:
         raise ValueError(f"the initial {rule.param} must be positive, got {sigma0}")
     metric = as_metric(B)
@@ -223,6 +238,7 @@ def run(
 
         bar = tqdm(total=maxiter, desc=method or "minimize", leave=False)
 
+    H_k = None  # the curvature in use (kept between refreshes when hessian_every > 1)
     k = 0
     while True:
         if gnorm <= gtol or (f_target is not None and f <= f_target):
@@ -231,9 +247,16 @@ def run(
         if k >= maxiter:
             status = MAXITER
             break
-        pt.H = check_curvature(curv(pt.x), problem.n, full=validate) if curv is not None else None
+        refresh = curv is not None and k % hessian_every == 0
+        if refresh:
+            H_k = check_curvature(curv(pt.x), problem.n, full=validate)
+            if solver == "eigh" and H_k is not None:
+                H_k = SpectralCurvature(H_k, metric)
+                stats["nfact"] += 1
+        pt.H = H_k if curv is not None else None
         pt.cache = {}
         sigma = rule.start(sigma) if adaptive else sigma
+        spectral = isinstance(pt.H, SpectralCurvature)
         rejections: list[str] = []
         accepted = None  # (trial, f_new, g_new, gnorm_new, verified)
         last_finite = None
@@ -254,7 +277,7 @@ def run(
                 rejections.append(f"factorization failed: {exc}")
                 sigma = rule.on_failure(sigma)
                 continue
-            stats["nfact"] += int(trial.info.get("factorizations", 1))
+            stats["nfact"] += int(trial.info.pop("factorizations", int(pt.H is not None and not spectral)))
             x_new = pt.x + trial.d
             f_new, g_new, gnorm_new = _eval(problem, x_new, metric)
             finite = math.isfinite(f_new) and math.isfinite(gnorm_new)
@@ -304,7 +327,7 @@ def run(
             _record(
                 problem, k, pt, t0, base,
                 **{rule.param: sigma, "lam": trial.lam, "step_norm": step_norm, "trials": len(rejections) + 1,
-                   "verified": verified, "rejections": rejections, **trial.info},
+                   "verified": verified, "rejections": rejections, "hessian_updated": refresh, **trial.info},
             )
         )
         if bar is not None:
