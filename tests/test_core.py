@@ -214,3 +214,28 @@ def test_rounding_floor_is_reported_as_such():
     assert res.status == ROUNDOFF_FLOOR and not res.success
     assert "rounding floor" in res.message
     assert res.fun == res.trace[-1]["f"]
+
+
+@pytest.mark.parametrize("method", ["grad-norm-newton", "super-newton", "cubic-newton"])
+def test_eigh_solver_matches_cholesky(method):
+    """One eigendecomposition per curvature must give the same iterates as a factorization per trial."""
+    P = smooth_convex()
+    a = optlib.minimize(P, np.zeros(P.n), method=method, gtol=1e-10)
+    b = optlib.minimize(P, np.zeros(P.n), method=method, gtol=1e-10, solver="eigh")
+    assert a.nit == b.nit
+    np.testing.assert_allclose(np.stack([r["f"] for r in b.trace]), np.stack([r["f"] for r in a.trace]),
+                               rtol=1e-12)
+    torch.testing.assert_close(b.x, a.x, rtol=0, atol=1e-10)
+
+
+def test_lazy_hessians_refresh_on_schedule():
+    P = smooth_convex()
+    res = optlib.minimize(P, np.zeros(P.n), gtol=1e-10, hessian_every=3)
+    assert res.success
+    updated = [r["hessian_updated"] for r in res.trace.records[1:]]
+    assert updated == [(k % 3 == 0) for k in range(res.nit)]
+    assert res.nhev == sum(updated)
+    with pytest.raises(ValueError, match="hessian_every"):
+        optlib.minimize(P, np.zeros(P.n), hessian_every=0)
+    with pytest.raises(ValueError, match="known solvers"):
+        optlib.minimize(P, np.zeros(P.n), solver="qr")
