@@ -1,0 +1,117 @@
+"""The report (scale.report): a quick run on a tiny problem set writes every file and section."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+
+from scale import report
+from test_compare import tiny_logistic
+
+SOLVERS = ["optlib:grad-norm-newton[exact]", "optlib:cubic-newton", "scipy:trust-exact", "scipy:L-BFGS-B"]
+
+
+@dataclass
+class FakeCheck:
+    name: str
+    statement: str
+    source: str
+    measured: float
+    bound: float
+    holds: bool
+    slack: float = 0.0
+    details: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def fake_theory(monkeypatch):
+    """A stand-in for optlib.theory, so the test checks the rendering, not the theorems."""
+    checks = [
+        FakeCheck("1 invariant", "f_k - f_{k+1} >= g^2/(8 lam)", "paper, Lemma 1", 0.5, 1.0, True, 1e-12,
+                  {"method": "grad-norm-newton", "problem": "tiny"}),
+        FakeCheck("2 overhead | pipes", "N_K <= 2K + 1", "derived", 3.0, 2.0, False, 0.0, {"K": 1}),
+    ]
+    module = types.ModuleType("optlib.theory")
+    module.theorem_table = lambda quick=True: checks
+    monkeypatch.setitem(sys.modules, "optlib.theory", module)
+    return checks
+
+
+def test_quick_report_writes_every_file_and_section(tmp_path, fake_theory):
+    config = report.ReportConfig(
+        out=tmp_path / "rep", mode="quick", problems=["tiny"], solvers=SOLVERS,
+        extra_problems={"tiny": tiny_logistic}, progress=False,
+    )
+    md_path, failed = report.build_report(config)
+    assert failed == []
+    out = tmp_path / "rep"
+    for name in ("report.md", "report.html", "results.json", "curves.csv",
+                 "figures/convergence_tiny.png", "figures/performance_profile_time.png"):
+        assert (out / name).is_file(), name
+    md = md_path.read_text()
+    for sec in report.SECTIONS:
+        assert f"## {sec.title}" in md
+    assert "1 of 2 hold" in md and "fails" in md
+    assert "ratio optlib/scipy" in md
+    for solver in SOLVERS:
+        assert solver in md
+    assert "(figures/convergence_tiny.png)" in md
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html and "<h2" in html
+    results = json.loads((out / "results.json").read_text())
+    assert {r["solver_name"] for r in results} == set(SOLVERS)
+    assert all(r["reached"] for r in results)
+
+
+def test_failing_section_is_reported_and_the_rest_still_written(tmp_path, monkeypatch):
+    def boom(ctx):
+        raise RuntimeError("deliberate")
+
+    def fine(ctx):
+        return report.SectionResult("all good")
+
+    monkeypatch.setattr(report, "SECTIONS", [report.Section("boom", "Boom", boom), report.Section("ok", "Fine", fine)])
+    md_path, failed = report.build_report(report.ReportConfig(out=tmp_path, mode="quick", progress=False))
+    md = md_path.read_text()
+    assert failed == ["boom"]
+    assert "This section failed" in md and "deliberate" in md and "all good" in md
+
+
+def test_register_section_order(monkeypatch):
+    monkeypatch.setattr(report, "SECTIONS", list(report.SECTIONS))
+
+    @report.register_section("extra", "Extra", before="provenance")
+    def extra(ctx):
+        return report.SectionResult("x")
+
+    names = [s.name for s in report.SECTIONS]
+    assert names.index("extra") == names.index("provenance") - 1
+    with pytest.raises(ValueError, match="already registered"):
+        report.register_section("extra", "Again")(extra)
+
+
+def test_unknown_names_are_errors(tmp_path, capsys):
+    assert report.main(["--out", str(tmp_path), "--problems", "no-such-problem", "--no-progress"]) == 2
+    assert "unknown problem" in capsys.readouterr().err
+    assert report.main(["--out", str(tmp_path), "--solvers", "scipy:nope", "--no-progress"]) == 2
+
+
+def test_help_lists_every_option():
+    out = subprocess.run([sys.executable, "-m", "scale.report", "--help"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    for option in ("--out", "--quick", "--full", "--problems", "--solvers", "--repeats", "--target",
+                   "--time-limit", "--repeat-budget", "--sections", "--threads", "--no-html", "--list"):
+        assert option in out
+
+
+def test_markdown_to_html_renders_tables_lists_and_code(tmp_path):
+    md = "# T\n\nsome `code` and **bold**\n\n| a | b \\| c |\n|---|---|\n| 1 | 2 |\n\n- x\n- y\n\n```\n<raw>\n```\n"
+    html = report.markdown_to_html(md, tmp_path)
+    assert "<h1" in html and "<code>code</code>" in html and "<strong>bold</strong>" in html
+    assert "<th>b | c</th>" in html and "<td>2</td>" in html
+    assert "<li>x</li>" in html and "&lt;raw&gt;" in html
