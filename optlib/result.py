@@ -74,21 +74,27 @@ STATUS_MESSAGES = {
 }
 
 
-def call_callback(callback: Callable[..., Any], intermediate_result: OptimizeResult) -> bool:
-    """Call a user callback the way scipy >= 1.11 does; return True when it asks to stop.
+def wrap_callback(callback: Callable[..., Any]) -> Callable[[OptimizeResult], bool]:
+    """Adapt a user callback to scipy's (>= 1.11) conventions; the wrapper returns True to stop.
 
     A callback whose signature names ``intermediate_result`` receives the result object; any other
     receives ``x`` (scipy's legacy form). Raising ``StopIteration`` or returning ``True`` stops.
+    The calling style is worked out once, not on every iteration.
     """
     try:
         params = inspect.signature(callback).parameters
     except (TypeError, ValueError):
         params = {}
-    try:
-        if "intermediate_result" in params:
-            out = callback(intermediate_result=intermediate_result)
-        else:
-            out = callback(intermediate_result.x)
-    except StopIteration:
-        return True
-    return out is True
+    wants_result = "intermediate_result" in params
+
+    def call(intermediate_result: OptimizeResult) -> bool:
+        try:
+            if wants_result:
+                out = callback(intermediate_result=intermediate_result)
+            else:
+                out = callback(intermediate_result.x)
+        except StopIteration:
+            return True
+        return out is True
+
+    return call

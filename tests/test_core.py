@@ -239,3 +239,14 @@ def test_lazy_hessians_refresh_on_schedule():
         optlib.minimize(P, np.zeros(P.n), hessian_every=0)
     with pytest.raises(ValueError, match="known solvers"):
         optlib.minimize(P, np.zeros(P.n), solver="qr")
+
+
+def test_matrix_free_cg_solver_uses_only_hvps():
+    P = smooth_convex()
+    ref = optlib.minimize(P, np.zeros(P.n), gtol=1e-10)
+    res = optlib.minimize(P, np.zeros(P.n), gtol=1e-10, solver="cg")
+    assert res.success and res.nhev == 0 and res.nhvp > 0
+    torch.testing.assert_close(res.x, ref.x, rtol=0, atol=1e-8)
+    assert all("cg_iterations" in r for r in res.trace.records[1:])
+    with pytest.raises(ValueError, match="solver='cg' is not supported"):
+        optlib.minimize(P, np.zeros(P.n), method="cubic-newton", solver="cg")

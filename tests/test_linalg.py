@@ -83,3 +83,28 @@ def test_cubic_step_is_the_global_minimizer(indefinite, with_metric):
                 for _ in range(8)), key=lambda res: res.fun)
     assert sub.model_value(d, M) <= best.fun + 1e-10
     assert float(torch.linalg.vector_norm(sub.residual(d, M))) <= 1e-10 * max(1.0, float(np.linalg.norm(g)))
+
+
+@pytest.mark.parametrize("metric_kind", ["identity", "dense"])
+def test_cg_step_matches_dense_solve(metric_kind):
+    from optlib.linalg import MatvecCurvature
+
+    n, lam = 12, 0.05
+    Hd = spd(n, 1e3, seed=4)
+    B = None if metric_kind == "identity" else spd(n, 5.0, seed=6)
+    g = rng.standard_normal(n)
+    H = torch.tensor(Hd)
+    op = MatvecCurvature(lambda v: H @ v, n, rtol=1e-13)
+    d = regularized_newton_step(op, torch.tensor(g), lam, Metric(None if B is None else torch.tensor(B)))
+    ref = -scipy.linalg.solve(Hd + lam * (np.eye(n) if B is None else B), g, assume_a="pos")
+    np.testing.assert_allclose(d.numpy(), ref, rtol=1e-9, atol=1e-11)
+    assert 1 <= op.iterations <= 2 * n
+
+
+def test_cg_detects_indefinite_system():
+    from optlib.linalg import MatvecCurvature
+
+    H = torch.diag(torch.tensor([1.0, -2.0, 3.0], dtype=DT))
+    op = MatvecCurvature(lambda v: H @ v, 3)
+    with pytest.raises(FactorizationError, match="non-positive curvature"):
+        regularized_newton_step(op, torch.ones(3, dtype=DT), 1.0, Metric())

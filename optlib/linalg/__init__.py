@@ -1,5 +1,6 @@
 """Linear algebra shared by the optimizers: metrics, regularized Newton solves, the cubic subproblem."""
 
+from .cg import MatvecCurvature
 from .cubic import CubicSubproblem
 from .regularized import (
     FactorizationError,
@@ -15,6 +16,7 @@ __all__ = [
     "CubicSubproblem",
     "FactorizationError",
     "LowRank",
+    "MatvecCurvature",
     "Metric",
     "NonPSDCurvatureError",
     "SpectralCurvature",

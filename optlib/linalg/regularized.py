@@ -116,10 +116,13 @@ def regularized_newton_step(H: Any, g: Tensor, lam: float, metric: Metric) -> Te
     Raises :class:`FactorizationError` when ``H + lam B`` is not positive definite (for example an
     indefinite ``H`` with too small ``lam``) or the solution is not finite.
     """
-    from .spectral import SpectralCurvature  # here: spectral builds on this module
+    from .cg import MatvecCurvature  # here: both build on this module
+    from .spectral import SpectralCurvature
 
     if isinstance(H, SpectralCurvature):
         d = H.solve(g, lam)
+    elif isinstance(H, MatvecCurvature):
+        d = H.solve(g, lam, metric)
     elif H is None:
         if lam <= 0:
             raise FactorizationError("H = 0 needs lam > 0")

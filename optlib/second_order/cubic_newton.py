@@ -71,5 +71,7 @@ def cubic_newton(
         raise ValueError(f"M and M_min must be positive, got {M} and {M_min}")
     if hessian is None:
         raise ValueError("cubic Newton needs a curvature (hessian=None is not allowed)")
+    if options.get("solver") == "cg":
+        raise ValueError("cubic Newton solves its subproblem by eigendecomposition; solver='cg' is not supported")
     return run(problem, x0, CubicRule(M_min), M, hessian=hessian, B=B, adaptive=adaptive,
                method="cubic-newton", **options)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..linalg.regularized import FactorizationError, LowRank, Metric, NonPSDCurvatureError, as_metric
+from ..linalg.cg import MatvecCurvature
 from ..linalg.spectral import SpectralCurvature
 from ..problem import Problem
 from ..result import (
@@ -39,7 +40,7 @@ from ..result import (
     SUCCESS,
     OptimizeResult,
     Trace,
-    call_callback,
+    wrap_callback,
 )
 
 Tensor = torch.Tensor
@@ -151,6 +152,23 @@ def check_curvature(H: Any, n: int, full: bool = True) -> Any:
     return H
 
 
+SOLVERS = ("cholesky", "eigh", "cg")
+
+
+def matvec_curvature(problem: Problem, hessian: Any, curv: Callable[[Tensor], Any], x: Tensor,
+                     validate: bool) -> MatvecCurvature:
+    """The curvature at ``x`` as products only: Hessian-vector products for ``"exact"``, else
+    products with the (validated) curvature value."""
+    if hessian == "exact":
+        return MatvecCurvature(lambda v: problem.hvp(x, v), problem.n)
+    H = check_curvature(curv(x), problem.n, full=validate)
+    if isinstance(H, LowRank):
+        return MatvecCurvature(lambda v: H.U @ ((H.U.T @ v) * (1.0 if H.s is None else H.s)), problem.n)
+    if H.ndim == 1:
+        return MatvecCurvature(lambda v: H * v, problem.n)
+    return MatvecCurvature(lambda v: H @ v, problem.n)
+
+
 def _record(problem: Problem, k: int, pt: Point, t0: float, base: dict[str, int], **extra: Any) -> dict[str, Any]:
     rec = {"k": k, "f": pt.f, "grad_norm": pt.gnorm, "time": time.perf_counter() - t0}
     counts = problem.counters.as_dict()
@@ -208,14 +226,16 @@ def run(
     Hessian is one more approximate Hessian in the sense of Semenov, Jaggi & Doikov 2025, and the
     acceptance test still guards every step. ``solver="eigh"`` eigendecomposes each new curvature
     once (:class:`~optlib.linalg.SpectralCurvature`) so every trial and every reuse costs
-    ``O(n^2)``; ``"cholesky"`` factors ``H + lam B`` per trial.
+    ``O(n^2)``; ``"cholesky"`` factors ``H + lam B`` per trial; ``"cg"`` never forms a matrix:
+    it solves by conjugate gradients on Hessian-vector products (with ``hessian="exact"``) or on
+    products with the chosen curvature (:class:`~optlib.linalg.MatvecCurvature`).
     """
     if maxiter < 0 or max_inner < 1:
         raise ValueError(f"maxiter must be >= 0 and max_inner >= 1, got {maxiter} and {max_inner}")
     if int(hessian_every) != hessian_every or hessian_every < 1:
         raise ValueError(f"hessian_every must be a positive integer, got {hessian_every}")
-    if solver not in ("cholesky", "eigh"):
-        raise ValueError(f"unknown solver {solver!r}; known solvers: cholesky, eigh")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
     if not sigma0 > 0:
         raise ValueError(f"the initial {rule.param} must be positive, got {sigma0}")
     metric = as_metric(B)
@@ -238,6 +258,7 @@ def run(
 
         bar = tqdm(total=maxiter, desc=method or "minimize", leave=False)
 
+    stop_requested = wrap_callback(callback) if callback is not None else None
     H_k = None  # the curvature in use (kept between refreshes when hessian_every > 1)
     k = 0
     while True:
@@ -248,7 +269,9 @@ def run(
             status = MAXITER
             break
         refresh = curv is not None and k % hessian_every == 0
-        if refresh:
+        if refresh and solver == "cg":
+            H_k = matvec_curvature(problem, hessian, curv, pt.x, validate)
+        elif refresh:
             H_k = check_curvature(curv(pt.x), problem.n, full=validate)
             if solver == "eigh" and H_k is not None:
                 H_k = SpectralCurvature(H_k, metric)
@@ -256,9 +279,9 @@ def run(
         pt.H = H_k if curv is not None else None
         pt.cache = {}
         sigma = rule.start(sigma) if adaptive else sigma
-        spectral = isinstance(pt.H, SpectralCurvature)
+        prefactored = isinstance(pt.H, (SpectralCurvature, MatvecCurvature))
         rejections: list[str] = []
-        accepted = None  # (trial, f_new, g_new, gnorm_new, verified)
+        accepted = None  # (trial, x_new, f_new, g_new, gnorm_new, verified)
         last_finite = None
         largest_change = 0.0  # over finite trials: tells an unmeasurable decrease from a real failure
         for _ in range(max_inner if adaptive else 1):
@@ -277,22 +300,24 @@ def run(
                 rejections.append(f"factorization failed: {exc}")
                 sigma = rule.on_failure(sigma)
                 continue
-            stats["nfact"] += int(trial.info.pop("factorizations", int(pt.H is not None and not spectral)))
+            stats["nfact"] += int(trial.info.pop("factorizations", int(pt.H is not None and not prefactored)))
+            if isinstance(pt.H, MatvecCurvature):
+                trial.info["cg_iterations"] = pt.H.iterations
             x_new = pt.x + trial.d
             f_new, g_new, gnorm_new = _eval(problem, x_new, metric)
             finite = math.isfinite(f_new) and math.isfinite(gnorm_new)
             ok = finite and rule.accept(pt, trial, f_new, g_new, gnorm_new)
             if finite:
-                last_finite = (trial, f_new, g_new, gnorm_new)
+                last_finite = (trial, x_new, f_new, g_new, gnorm_new)
                 largest_change = max(largest_change, abs(f_new - pt.f))
             if not adaptive:
                 if not finite:
                     status, message = NUMERICAL_FAILURE, f"iteration {k}: the objective is not finite at the new point"
                     break
-                accepted = (trial, f_new, g_new, gnorm_new, ok)
+                accepted = (trial, x_new, f_new, g_new, gnorm_new, ok)
                 break
             if ok:
-                accepted = (trial, f_new, g_new, gnorm_new, True)
+                accepted = (trial, x_new, f_new, g_new, gnorm_new, True)
                 sigma = rule.on_success(sigma)
                 break
             stats["nrejected"] += 1
@@ -317,10 +342,10 @@ def run(
                     f"rejected (last: {rejections[-1] if rejections else 'none'}); x is the last accepted point."
                 )
                 break
-        trial, f_new, g_new, gnorm_new, verified = accepted
+        trial, x_new, f_new, g_new, gnorm_new, verified = accepted
         stats["nunverified"] += int(not verified)
         step_norm = metric.norm(trial.d)
-        pt = Point(x=pt.x + trial.d, f=f_new, g=g_new, gnorm=gnorm_new, metric=metric)
+        pt = Point(x=x_new, f=f_new, g=g_new, gnorm=gnorm_new, metric=metric)
         x, f, g, gnorm = pt.x, pt.f, pt.g, pt.gnorm
         k += 1
         trace.append(
@@ -335,7 +360,7 @@ def run(
             bar.set_postfix(f=f"{f:.6e}", grad=f"{gnorm:.2e}")
         if callback is not None:
             inter = OptimizeResult(x=x.clone(), fun=f, jac=g.clone(), nit=k, grad_norm=gnorm)
-            if call_callback(callback, inter):
+            if stop_requested(inter):
                 status = CALLBACK_STOP
                 break
     if bar is not None:
