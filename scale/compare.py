@@ -156,6 +156,12 @@ register_solver(Solver(
     description="cubic-regularized Newton, adaptive M (Nesterov & Polyak 2006)",
 ))
 register_solver(Solver(
+    "optlib:cubic-newton[lazy]", "optlib", "cubic-newton",
+    {"hessian": "exact", "M": 1e-4, "hessian_every": "dimension", "solver": "eigh", **_OPTLIB_COMMON},
+    description="cubic Newton with lazy Hessians, one Hessian per n iterations, each eigendecomposed once "
+                "(Doikov, Chayti & Jaggi 2023)",
+))
+register_solver(Solver(
     "optlib:super-newton", "optlib", "super-newton",
     {"hessian": "exact", "H0": 1e-2, **_OPTLIB_COMMON},
     description="super-universal regularized Newton, alpha = 1 (Doikov, Mishchenko & Nesterov 2024)",

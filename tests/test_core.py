@@ -237,6 +237,9 @@ def test_lazy_hessians_refresh_on_schedule():
     assert res.nhev == sum(updated)
     with pytest.raises(ValueError, match="hessian_every"):
         optlib.minimize(P, np.zeros(P.n), hessian_every=0)
+    lazy = optlib.minimize(P, np.zeros(P.n), method="cubic-newton", hessian_every="dimension", solver="eigh",
+                           gtol=1e-6)
+    assert lazy.success and lazy.nhev == -(-lazy.nit // P.n)
     with pytest.raises(ValueError, match="known solvers"):
         optlib.minimize(P, np.zeros(P.n), solver="qr")
 

@@ -208,7 +208,7 @@ def run(
     hessian: Any = "exact",
     B: Any = None,
     adaptive: bool = True,
-    hessian_every: int = 1,
+    hessian_every: int | str = 1,
     solver: str = "cholesky",
     maxiter: int = 1000,
     max_inner: int = 40,
@@ -222,7 +222,9 @@ def run(
     """Run a regularized Newton method defined by ``rule``; see the module docstring.
 
     ``hessian_every = m`` evaluates the curvature at iterations 0, m, 2m, ... and keeps it in
-    between ("lazy Hessians", Doikov, Chayti & Jaggi, ICML 2023, arXiv:2212.00781); a stale
+    between ("lazy Hessians", Doikov, Chayti & Jaggi, ICML 2023, arXiv:2212.00781;
+    ``hessian_every="dimension"`` takes m = n, the update period that paper analyses as the best
+    trade-off between Hessian and gradient costs); a stale
     Hessian is one more approximate Hessian in the sense of Semenov, Jaggi & Doikov 2025, and the
     acceptance test still guards every step. ``solver="eigh"`` eigendecomposes each new curvature
     once (:class:`~optlib.linalg.SpectralCurvature`) so every trial and every reuse costs
@@ -232,7 +234,9 @@ def run(
     """
     if maxiter < 0 or max_inner < 1:
         raise ValueError(f"maxiter must be >= 0 and max_inner >= 1, got {maxiter} and {max_inner}")
-    if int(hessian_every) != hessian_every or hessian_every < 1:
+    if hessian_every == "dimension":
+        hessian_every = problem.check_x(x0, "x0").shape[0]
+    if isinstance(hessian_every, str) or int(hessian_every) != hessian_every or hessian_every < 1:
         raise ValueError(f"hessian_every must be a positive integer, got {hessian_every}")
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
