@@ -114,35 +114,34 @@ def as_metric(B: Any) -> Metric:
 def regularized_newton_step(H: Any, g: Tensor, lam: float, metric: Metric) -> Tensor:
     """Solve ``(H + lam B) d = -g`` for the step ``d``.
 
+    ``H`` is a dense or diagonal tensor, a :class:`LowRank`, ``None`` (``H = 0``), or a
+    pre-factored curvature with a ``solve(g, lam, metric)`` method
+    (:class:`~optlib.linalg.SpectralCurvature`, :class:`~optlib.linalg.MatvecCurvature`).
     Raises :class:`FactorizationError` when ``H + lam B`` is not positive definite (for example an
     indefinite ``H`` with too small ``lam``) or the solution is not finite.
     """
-    from .cg import MatvecCurvature  # here: both build on this module
-    from .spectral import SpectralCurvature
-
-    if isinstance(H, SpectralCurvature):
-        d = H.solve(g, lam)
-    elif isinstance(H, MatvecCurvature):
-        d = H.solve(g, lam, metric)
-    elif H is None:
-        if lam <= 0:
-            raise FactorizationError("H = 0 needs lam > 0")
-        d = -metric.inv_apply(g) / lam
-    elif isinstance(H, LowRank):
-        d = _woodbury_step(H, g, lam, metric)
-    elif H.ndim == 1:
-        if metric.is_identity:
+    if isinstance(H, Tensor):
+        if H.ndim == 2:
+            d = _dense_step(H, g, lam, metric)
+        elif metric.is_identity:
             diag = H + lam
             if not bool((diag > 0).all()):
                 raise FactorizationError("H + lam I is not positive definite (a diagonal entry is <= 0)")
             d = -g / diag
         else:
             d = _dense_step(torch.diag(H), g, lam, metric)
+    elif H is None:
+        if lam <= 0:
+            raise FactorizationError("H = 0 needs lam > 0")
+        d = -metric.inv_apply(g) / lam
+    elif isinstance(H, LowRank):
+        d = _woodbury_step(H, g, lam, metric)
     else:
-        d = _dense_step(H, g, lam, metric)
+        d = H.solve(g, lam, metric)
     # d.d is finite iff every entry is (an overflow counts as a failure too); one reduction
     # instead of an isfinite pass, since this runs on every trial.
-    if not math.isfinite(float(torch.dot(d, d))):
+    dd = float(d.numpy() @ d.numpy()) if d.device.type == "cpu" else float(torch.dot(d, d))
+    if not math.isfinite(dd):
         raise FactorizationError("the regularized Newton step is not finite")
     return d
 

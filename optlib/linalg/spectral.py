@@ -52,8 +52,14 @@ class SpectralCurvature:
             return d
         return torch.linalg.solve_triangular(self.metric.chol.T, d.unsqueeze(-1), upper=True).squeeze(-1)
 
-    def solve(self, g: Tensor, lam: float) -> Tensor:
-        """``-(H + lam B)^{-1} g``; raises :class:`FactorizationError` unless ``H + lam B`` is PD."""
+    def solve(self, g: Tensor, lam: float, metric: Metric | None = None) -> Tensor:
+        """``-(H + lam B)^{-1} g``; raises :class:`FactorizationError` unless ``H + lam B`` is PD.
+
+        ``metric`` must be the one the decomposition was made in (it is accepted for a uniform
+        interface with the other curvature kinds).
+        """
+        if metric is not None and metric is not self.metric:
+            raise ValueError("SpectralCurvature.solve: the metric differs from the one it was decomposed in")
         shifted = self.a + lam
         if not float(shifted[0]) > 0.0:
             raise FactorizationError(

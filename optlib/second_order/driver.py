@@ -135,7 +135,8 @@ def check_curvature(H: Any, n: int, full: bool = True) -> Any:
         if isinstance(H, LowRank) and (H.U.ndim != 2 or H.U.shape[0] != n):
             raise ValueError(f"low-rank curvature U must have shape (n, k) with n = {n}, got {tuple(H.U.shape)}")
         return H
-    H = torch.as_tensor(H, dtype=torch.float64)
+    if not (isinstance(H, Tensor) and H.dtype == torch.float64):
+        H = torch.as_tensor(H, dtype=torch.float64)
     if not full and H.shape in ((n, n), (n,)):
         return H
     if not bool(torch.isfinite(H).all()):
