@@ -1,4 +1,17 @@
 """Triton kernels, each beside the pure-PyTorch reference it is tested against.
 
-Triton is optional: importing :mod:`optlib` never requires it.
+Triton is optional: importing :mod:`optlib` or :mod:`kernels` never requires it. Each module defines its Triton
+kernels on first use, so ``TRITON_INTERPRET=1`` (the CPU interpreter used by the tests) only has to be set before
+``triton`` is first imported.
+
+Modules:
+
+* :mod:`kernels.newton_schulz`: Newton–Schulz orthogonalization for Muon (symmetric ``X Xᵀ`` kernel, fused
+  ``bA + cA²`` and ``aX + BX``), :func:`~kernels.newton_schulz.newton_schulz_reference`, and the dispatcher
+  :func:`~kernels.newton_schulz.newton_schulz` (compiled on CUDA, interpreter, or reference).
+  GPU timing: ``python -m kernels.bench_newton_schulz``.
 """
+
+from kernels.newton_schulz import available
+
+__all__ = ["available"]
