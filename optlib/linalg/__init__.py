@@ -2,6 +2,7 @@
 
 from .cg import MatvecCurvature
 from .cubic import CubicSubproblem
+from .newton_schulz import KELLER_COEFFICIENTS, matrix_view, newton_schulz, polar
 from .regularized import (
     FactorizationError,
     LowRank,
@@ -15,11 +16,15 @@ from .spectral import SpectralCurvature
 __all__ = [
     "CubicSubproblem",
     "FactorizationError",
+    "KELLER_COEFFICIENTS",
     "LowRank",
     "MatvecCurvature",
     "Metric",
     "NonPSDCurvatureError",
     "SpectralCurvature",
     "as_metric",
+    "matrix_view",
+    "newton_schulz",
+    "polar",
     "regularized_newton_step",
 ]

@@ -1,0 +1,397 @@
+r"""Muon: momentum, then an orthogonalized step, for the hidden weight matrices of a network.
+
+For each parameter :math:`W` (viewed as a matrix, see :func:`optlib.linalg.matrix_view`) with gradient
+:math:`g_t`, momentum :math:`\beta`, learning rate :math:`\gamma` and weight decay :math:`\lambda`:
+
+.. math::
+
+    \text{ema (Keller Jordan):}\quad & M_t = \beta M_{t-1} + (1-\beta) g_t, &
+        D_t &= (1-\beta) g_t + \beta M_t \ \text{(Nesterov)}\ \text{or}\ M_t \\
+    \text{sum (torch.optim.Muon docs):}\quad & B_t = \beta B_{t-1} + g_t, &
+        D_t &= g_t + \beta B_t \ \text{(Nesterov)}\ \text{or}\ B_t \\
+    & O_t = \mathrm{orth}(D_t) \approx U V^\top \ \text{for}\ D_t = U\Sigma V^\top \\
+    & W_t = W_{t-1}(1 - \gamma\lambda) - \gamma\, s(m, n)\, O_t
+
+with :math:`s(m, n)` the shape scaling of the ``(m, n)`` matrix view: ``"keller"`` :math:`\sqrt{\max(1, m/n)}`,
+``"moonshot"`` :math:`0.2\sqrt{\max(m, n)}` (Liu et al. 2025, "Muon is Scalable for LLM Training",
+arXiv:2502.16982: the update's RMS then matches AdamW's, about 0.2, so AdamW's lr and weight decay carry
+over), ``"none"`` :math:`1`. Weight decay is decoupled and uses the unscaled :math:`\gamma`, as both
+references do. In the LMO reading (spec 20, §2) the step is
+:math:`W \leftarrow W + \mathrm{LMO}_{\|Z\|_{2\to2}\le t}(D_t)` with radius :math:`t = \gamma\, s(m, n)`; it is
+exact with ``orthogonalizer="svd"`` and approximate with Newton–Schulz (for Keller's coefficients the singular
+values of :math:`O_t` lie in :math:`[0.68, 1.21]` wherever :math:`\sigma_i(D_t) \ge 2\cdot 10^{-3}\|D_t\|_F`, see
+``tests/test_newton_schulz.py``; smaller ones have not converged after five steps).
+
+The two momentum forms give parallel directions: :math:`M_t = (1-\beta) B_t` and the Nesterov
+:math:`D^{\text{ema}}_t = (1-\beta) D^{\text{sum}}_t`. Orthogonalization divides by the Frobenius norm, so the
+updates agree up to the ``eps`` term and rounding; they differ for methods that use the size of the
+momentum (e.g. radius rules :math:`t \propto \|D\|_*`).
+
+Parity with ``torch.optim.Muon`` (torch 2.13, ``torch/optim/_muon.py``, read): its docstring states the sum form,
+but its code keeps the EMA buffer (``lerp``), and its Newton–Schulz runs in bfloat16. So
+``torch.optim.Muon(params, lr, weight_decay=wd, momentum=beta, nesterov=n)`` equals
+``Muon(params, lr, weight_decay=wd, momentum=beta, nesterov=n, momentum_style="ema", adjust_lr="keller",
+ns_dtype=torch.bfloat16)`` exactly (the test asserts identical parameters and buffers). torch names
+``adjust_lr_fn="original"`` (its default) what we call ``"keller"``, and ``"match_rms_adamw"`` ``"moonshot"``.
+
+Sources: K. Jordan, Y. Jin, V. Boza, J. You, F. Cesista, L. Newhouse, J. Bernstein, "Muon: An optimizer for
+hidden layers in neural networks" (blog, 2024, https://kellerjordan.github.io/posts/muon/), reference code
+KellerJordan/Muon ``muon.py``; the ``torch.optim.Muon`` documentation
+(https://docs.pytorch.org/docs/stable/generated/torch.optim.Muon.html); J. Liu et al., arXiv:2502.16982.
+
+Differences from both references, on purpose: conv filters ``(out, in, kh, kw)`` and expert stacks ``(E, m, n)``
+are accepted (the reshape rule of :func:`optlib.linalg.matrix_view`; ``torch.optim.Muon`` takes 2-D only), a
+parameter without a gradient is skipped (its momentum is not decayed, unlike Keller's distributed ``Muon``,
+which fills missing gradients with zeros), and a non-finite gradient raises instead of poisoning the momentum.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+from optlib.linalg.newton_schulz import (
+    KELLER_COEFFICIENTS,
+    NS_MATMULS_PER_STEP,
+    matrix_view,
+    newton_schulz,
+    ns_coefficient_schedule,
+    polar,
+)
+
+Tensor = torch.Tensor
+
+__all__ = [
+    "ADJUST_LR",
+    "MOMENTUM_STYLES",
+    "Muon",
+    "ORTHOGONALIZERS",
+    "lr_scale",
+    "muon_direction",
+    "orthogonalize",
+]
+
+MOMENTUM_STYLES = ("ema", "sum")
+ADJUST_LR = ("keller", "moonshot", "none")
+ORTHOGONALIZERS = ("newton-schulz", "svd", "triton")
+_TORCH_NAMES = {"original": "keller", "match_rms_adamw": "moonshot", None: "keller"}
+_ROUTING_HINT = "route it to AdamW with optlib.optim.muon_param_groups(model) (or use optlib.optim.MuonWithAdamW)"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Functional pieces (also used by DropMuon)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def muon_direction(grad: Tensor, buf: Tensor, *, momentum: float, nesterov: bool, style: str) -> Tensor:
+    r"""Update the momentum buffer ``buf`` in place and return the direction to orthogonalize.
+
+    ``style="ema"``: :math:`M \leftarrow \beta M + (1-\beta) g`; direction :math:`(1-\beta) g + \beta M`
+    with Nesterov, else :math:`M`. ``style="sum"``: :math:`B \leftarrow \beta B + g`; direction
+    :math:`g + \beta B` with Nesterov, else :math:`B`. Without Nesterov the returned tensor *is* ``buf``:
+    do not modify it in place.
+    """
+    if style == "ema":
+        buf.lerp_(grad, 1.0 - momentum)  # M + (1 - beta)(g - M)
+        return grad.lerp(buf, momentum) if nesterov else buf
+    if style == "sum":
+        buf.mul_(momentum).add_(grad)
+        return grad.add(buf, alpha=momentum) if nesterov else buf
+    raise ValueError(f"momentum_style must be one of {MOMENTUM_STYLES}, got {style!r}")
+
+
+def _matrix_shape(shape) -> tuple[int, int]:
+    shape = tuple(shape)
+    if len(shape) < 2:
+        raise ValueError(f"a {len(shape)}-D shape {shape} has no matrix view; {_ROUTING_HINT}")
+    if len(shape) <= 3:
+        return shape[-2], shape[-1]
+    return shape[0], math.prod(shape[1:])
+
+
+def lr_scale(shape, adjust_lr: str) -> float:
+    r"""The factor :math:`s(m, n)` multiplying the learning rate for a parameter of this shape.
+
+    ``(m, n)`` is the matrix view of the shape (conv filters ``(out, in*kh*kw)``, expert stacks the per-expert
+    ``(m, n)``). ``"keller"``: :math:`\sqrt{\max(1, m/n)}`; ``"moonshot"``: :math:`0.2\sqrt{\max(m, n)}`;
+    ``"none"``: 1.
+    """
+    rows, cols = _matrix_shape(shape)
+    if adjust_lr == "keller":
+        return math.sqrt(max(1, rows / cols))
+    if adjust_lr == "moonshot":
+        return 0.2 * math.sqrt(max(rows, cols))
+    if adjust_lr == "none":
+        return 1.0
+    raise ValueError(_unknown("adjust_lr", adjust_lr, ADJUST_LR))
+
+
+def _triton_newton_schulz():
+    """The Triton Newton–Schulz entry point, or a RuntimeError that says what to use instead."""
+    fallback = "use orthogonalizer='newton-schulz' (the pure-torch reference the kernel is tested against)"
+    try:
+        from kernels.newton_schulz import newton_schulz_triton
+    except ImportError as exc:
+        raise RuntimeError(f"orthogonalizer='triton' needs kernels.newton_schulz ({exc}); {fallback}") from exc
+    try:
+        from kernels.newton_schulz import available
+    except ImportError:  # a kernel module without the probe: require CUDA
+        ok = torch.cuda.is_available()
+    else:
+        ok = available()
+    if not ok:
+        raise RuntimeError(
+            "orthogonalizer='triton' needs CUDA and an installed triton (or TRITON_INTERPRET=1 for the CPU "
+            f"interpreter); {fallback}"
+        )
+    return newton_schulz_triton
+
+
+def orthogonalize(
+    direction: Tensor,
+    *,
+    method: str = "newton-schulz",
+    steps: int = 5,
+    coefficients=KELLER_COEFFICIENTS,
+    eps: float = 1e-7,
+    compute_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """``orth(direction)`` in ``direction``'s shape and dtype: its matrix view is orthogonalized.
+
+    ``method="newton-schulz"``: :func:`optlib.linalg.newton_schulz` (iterated in ``compute_dtype``, default the
+    direction's dtype); ``"svd"``: the exact polar factor :func:`optlib.linalg.polar`; ``"triton"``: the Triton
+    kernel ``kernels.newton_schulz.newton_schulz_triton`` (CUDA; ``RuntimeError`` naming the fallback otherwise).
+    """
+    M = matrix_view(direction)
+    if method == "newton-schulz":
+        O = newton_schulz(M, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
+    elif method == "svd":
+        O = polar(M)
+    elif method == "triton":
+        kernel = _triton_newton_schulz()
+        X = M.to(compute_dtype) if compute_dtype is not None else M
+        O = kernel(X, steps, coefficients, eps).to(direction.dtype)
+    else:
+        raise ValueError(_unknown("orthogonalizer", method, ORTHOGONALIZERS))
+    return O.reshape(direction.shape)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Option checks (shared with MuonWithAdamW)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _unknown(what: str, value, valid) -> str:
+    msg = f"unknown {what} {value!r}; valid values: {', '.join(repr(v) for v in valid)}"
+    if what == "adjust_lr" and value in _TORCH_NAMES:
+        msg += f" (torch.optim.Muon's {value!r} is {_TORCH_NAMES[value]!r} here)"
+    return msg
+
+
+def _check_real(name: str, value, *, low: float = 0.0, high: float | None = None, closed_high: bool = False):
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (high is not None and (value > high if closed_high else value >= high)):
+        upper = "" if high is None else (f", {high}]" if closed_high else f", {high})")
+        raise ValueError(f"{name} must be in [{low}{upper or ', inf)'}, got {value!r}")
+
+
+def check_muon_options(group: dict) -> None:
+    """Raise ``ValueError`` (``RuntimeError`` for an unusable Triton path) for invalid Muon options."""
+    _check_real("lr", group["lr"])
+    _check_real("momentum", group["momentum"], high=1.0)
+    _check_real("weight_decay", group["weight_decay"])
+    _check_real("eps", group["eps"])
+    if not isinstance(group["nesterov"], bool):
+        raise ValueError(f"nesterov must be True or False, got {group['nesterov']!r}")
+    if group["momentum_style"] not in MOMENTUM_STYLES:
+        raise ValueError(_unknown("momentum_style", group["momentum_style"], MOMENTUM_STYLES))
+    if group["adjust_lr"] not in ADJUST_LR:
+        raise ValueError(_unknown("adjust_lr", group["adjust_lr"], ADJUST_LR))
+    if group["orthogonalizer"] not in ORTHOGONALIZERS:
+        raise ValueError(_unknown("orthogonalizer", group["orthogonalizer"], ORTHOGONALIZERS))
+    ns_coefficient_schedule(group["ns_coefficients"], group["ns_steps"])
+    dtype = group["ns_dtype"]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"ns_dtype must be None or a floating torch.dtype, got {dtype!r}")
+    if group["orthogonalizer"] == "triton":
+        _triton_newton_schulz()
+
+
+def param_label(group: dict, group_index: int, i: int, p: Tensor) -> str:
+    """How errors name a parameter: its name when the group has ``param_names``, else its position."""
+    names = group.get("param_names")
+    where = f"param_groups[{group_index}]['params'][{i}]"
+    if names is not None:
+        where = f"{names[i]!r} ({where})"
+    return f"{where} of shape {tuple(p.shape)}"
+
+
+def check_muon_params(group: dict, group_index: int) -> None:
+    for i, p in enumerate(group["params"]):
+        if p.ndim < 2:
+            label = param_label(group, group_index, i, p)
+            raise ValueError(f"Muon cannot orthogonalize the {p.ndim}-D parameter {label}; {_ROUTING_HINT}")
+        if p.is_complex():
+            raise ValueError(f"Muon does not support complex parameters: {param_label(group, group_index, i, p)}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The optimizer
+# ------------------------------------------------------------------------------------------------------------
+
+
+class Muon(torch.optim.Optimizer):
+    r"""Muon (MomentUm Orthogonalized by Newton–Schulz) as a ``torch.optim.Optimizer``.
+
+    The update rule is in the module docstring. Every option can be overridden per param group.
+
+    Parameters
+    ----------
+    params : iterable of Tensors, (name, Tensor) pairs, or param-group dicts
+        Parameters with ``ndim >= 2`` only (conv filters and expert stacks included; see
+        :func:`optlib.linalg.matrix_view`). A 1-D parameter raises ``ValueError``; use
+        :func:`optlib.optim.muon_param_groups` and :class:`optlib.optim.MuonWithAdamW` for whole models.
+    lr : float
+        :math:`\gamma` (Keller Jordan's default 0.02).
+    momentum : float
+        :math:`\beta \in [0, 1)`.
+    nesterov : bool
+        Orthogonalize the Nesterov direction instead of the buffer.
+    momentum_style : {"ema", "sum"}
+        The buffer's recursion (module docstring).
+    weight_decay : float
+        :math:`\lambda`, decoupled: :math:`W \leftarrow W(1 - \gamma\lambda)`.
+    adjust_lr : {"keller", "moonshot", "none"}
+        Shape scaling :math:`s(m, n)` (:func:`lr_scale`).
+    orthogonalizer : {"newton-schulz", "svd", "triton"}
+        How :math:`U V^\top` is computed (:func:`orthogonalize`).
+    ns_steps, ns_coefficients, eps
+        Newton–Schulz steps, one ``(a, b, c)`` or one triple per step, and the normalization's ``eps``.
+    ns_dtype : torch.dtype or None
+        Dtype of the Newton–Schulz iteration. The default ``torch.bfloat16`` is what KellerJordan/Muon and
+        ``torch.optim.Muon`` do (and is faster on CPU as well); ``None`` iterates in the gradient's dtype
+        (use it for float64 work and exact tests).
+    skip_nonfinite : bool
+        With ``False`` (default) a NaN/inf gradient raises ``ValueError`` naming the parameter; with ``True``
+        that parameter's step (momentum and weight) is skipped and counted.
+
+    State: per parameter ``momentum_buffer`` and ``step``; ``optimizer.state["counters"]`` holds totals over all
+    steps: ``steps`` (calls of :meth:`step`), ``updates`` (matrices updated; an expert stack counts ``E``),
+    ``ns_matmuls`` (matrix products in Newton–Schulz, 3 per iteration per matrix), ``svds`` and
+    ``skipped_nonfinite``. All of it goes through ``state_dict``/``load_state_dict``.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        momentum_style: str = "ema",
+        weight_decay: float = 0.0,
+        adjust_lr: str = "keller",
+        orthogonalizer: str = "newton-schulz",
+        ns_steps: int = 5,
+        ns_coefficients=KELLER_COEFFICIENTS,
+        eps: float = 1e-7,
+        ns_dtype: torch.dtype | None = torch.bfloat16,
+        skip_nonfinite: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            momentum_style=momentum_style,
+            weight_decay=weight_decay,
+            adjust_lr=adjust_lr,
+            orthogonalizer=orthogonalizer,
+            ns_steps=ns_steps,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_dtype=ns_dtype,
+            skip_nonfinite=skip_nonfinite,
+        )
+        check_muon_options(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            check_muon_options(group)
+            check_muon_params(group, len(self.param_groups) - 1)
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    # -- counters and state_dict --------------------------------------------------------------------------
+
+    def _counters(self) -> dict:
+        if "counters" not in self.state:
+            self.state["counters"] = dict(steps=0, updates=0, ns_matmuls=0, svds=0, skipped_nonfinite=0)
+        return self.state["counters"]
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        if "counters" in sd["state"]:
+            sd["state"]["counters"] = dict(sd["state"]["counters"])
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if "counters" in self.state:
+            self.state["counters"] = dict(self.state["counters"])
+
+    # -- the step -----------------------------------------------------------------------------------------
+
+    def _finite_or_skip(self, group: dict, group_index: int, i: int, p: Tensor) -> bool:
+        """True when ``p.grad`` is finite; otherwise raise, or count and return False (``skip_nonfinite``)."""
+        if bool(torch.isfinite(p.grad).all()):
+            return True
+        if not group["skip_nonfinite"]:
+            raise ValueError(
+                f"non-finite gradient for {param_label(group, group_index, i, p)}; nothing was updated for it "
+                "(pass skip_nonfinite=True to skip such steps and count them)"
+            )
+        self._counters()["skipped_nonfinite"] += 1
+        return False
+
+    def _muon_group_step(self, group: dict, group_index: int) -> None:
+        counters = self._counters()
+        lr, wd, method = group["lr"], group["weight_decay"], group["orthogonalizer"]
+        for i, p in enumerate(group["params"]):
+            if p.grad is None or not self._finite_or_skip(group, group_index, i, p):
+                continue
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] = 0
+            state["step"] += 1
+            D = muon_direction(p.grad, state["momentum_buffer"], momentum=group["momentum"],
+                               nesterov=group["nesterov"], style=group["momentum_style"])
+            O = orthogonalize(D, method=method, steps=group["ns_steps"], coefficients=group["ns_coefficients"],
+                              eps=group["eps"], compute_dtype=group["ns_dtype"])
+            if wd != 0:
+                p.mul_(1.0 - lr * wd)
+            p.add_(O, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
+            n_matrices = p.shape[0] if p.ndim == 3 else 1
+            counters["updates"] += n_matrices
+            if method == "svd":
+                counters["svds"] += n_matrices
+            else:
+                counters["ns_matmuls"] += n_matrices * NS_MATMULS_PER_STEP * group["ns_steps"]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One Muon step on every parameter that has a gradient; returns ``closure()``'s loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group_index, group in enumerate(self.param_groups):
+            self._muon_group_step(group, group_index)
+        self._counters()["steps"] += 1
+        return loss
