@@ -1,15 +1,20 @@
 """torch.optim-style optimizers for neural networks: Muon, Muon with AdamW for the other parameters, Drop-Muon."""
 
-from .drop_muon import DropMuon
+from .drop_muon import DropMuon, layer_param_groups
 from .muon import Muon, lr_scale, muon_direction, orthogonalize
+from .progressive import CutoffSampler, block_costs, progressive_forward
 from .routing import MuonWithAdamW, muon_param_groups
 
 __all__ = [
+    "CutoffSampler",
     "DropMuon",
     "Muon",
     "MuonWithAdamW",
+    "block_costs",
+    "layer_param_groups",
     "lr_scale",
     "muon_direction",
     "muon_param_groups",
     "orthogonalize",
+    "progressive_forward",
 ]

@@ -68,3 +68,23 @@ def library() -> dict[str, Callable[[], Problem]]:
         "cubic-lipschitz": lambda: cubic_lipschitz(),
         "quadratic-cond1e3": lambda: quadratic_with_condition(100, 1e3, seed=0),
     }
+
+
+# Layered (block-matrix) problems for Muon / Drop-Muon (optlib.problems.layered).
+from .layered import (  # noqa: E402
+    LayeredProblem,
+    concat_blocks,
+    deep_linear_network,
+    exponential_blocks,
+    layered_quadratic,
+    log_sum_exp_blocks,
+)
+
+__all__ += [
+    "LayeredProblem",
+    "concat_blocks",
+    "deep_linear_network",
+    "exponential_blocks",
+    "layered_quadratic",
+    "log_sum_exp_blocks",
+]

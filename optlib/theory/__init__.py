@@ -6,7 +6,7 @@ slack, details)``. :func:`theorem_table` runs every statement on its standard pr
 (:mod:`optlib.theory.standard`).
 """
 
-from . import standard
+from . import dropmuon, standard
 from .common import TheoremCheck, fit_line
 from .regularized_newton import (
     TrialRecorder,
@@ -35,6 +35,7 @@ def format_table(checks: list[TheoremCheck]) -> str:
 
 __all__ = [
     "TheoremCheck",
+    "dropmuon",
     "TrialRecorder",
     "acceptance_invariant",
     "collect_iterates",

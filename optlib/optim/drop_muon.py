@@ -1,0 +1,391 @@
+r"""Drop-Muon: randomized progressive training with layer-wise LMO (Muon) steps.
+
+Gruntkowska, Maziane, Qu & Richtárik, "Drop-Muon: Update Less, Converge Faster" (2025, arXiv:2510.02239).
+Layers are numbered from the input side, 0-based here (the paper's layer :math:`i+1` is our ``i``). At every
+step a cutoff ``s`` is drawn (see :class:`optlib.optim.progressive.CutoffSampler`) and only the layers
+``i >= s`` are updated; for each updated layer, with gradient :math:`g_i`:
+
+.. math::
+
+    \text{momentum}\quad & M_i \leftarrow \text{(one of the two forms below)}, \qquad D_i = \text{direction} \\
+    \text{LMO step}\quad & X_i \leftarrow X_i(1 - \gamma\lambda) - t_i\,\mathrm{orth}(D_i),
+        \qquad \mathrm{orth}(U\Sigma V^\top) = U V^\top ,
+
+i.e. :math:`X_i + \mathrm{LMO}_{\|Z\|_{2\to2} \le t_i}(D_i)`. The layers ``i < s`` are *frozen*: their weights,
+momentum buffers and ``.grad`` are not read or written, and nothing is orthogonalized for them.
+
+Momentum forms (pitfall P1 of spec 20; both are supported and named explicitly):
+
+* ``new_weight=beta`` — the Drop-Muon paper's form :math:`M \leftarrow (1-\beta)M + \beta g` (``beta`` weights the
+  *new* gradient; ``beta = 1`` is no momentum, the deterministic setting of the theory). Direction :math:`D = M`;
+  Nesterov is not defined for it (``nesterov=True`` raises).
+* ``new_weight=None`` (default) — Muon's forms through :func:`optlib.optim.muon.muon_direction`:
+  ``momentum_style="ema"`` is Keller Jordan's :math:`M \leftarrow \beta M + (1-\beta)g` with ``momentum=beta``
+  (Nesterov direction :math:`(1-\beta)g + \beta M` by default), ``"sum"`` is :math:`B \leftarrow \beta B + g`.
+  The paper's ``new_weight=beta'`` equals ``momentum=1-beta'``, ``momentum_style="ema"``, ``nesterov=False``.
+
+Radius rules :math:`t_i` (per group ``radius``; :math:`\|\cdot\|_*` is the nuclear norm of the matrix view of
+:math:`D_i`, i.e. of the momentum, or of the gradient when ``new_weight=1``):
+
+* ``"constant"``: :math:`t_i = \gamma\,s(m, n)` with the shape scaling of :func:`optlib.optim.muon.lr_scale`
+  (``adjust_lr``); with ``momentum_style="ema"`` this is exactly :class:`optlib.optim.Muon`'s update.
+* ``"smooth"``: :math:`t_i = \|D_i\|_*/L_i` (group key ``L``), the minimizer of the layer-wise smoothness upper
+  bound :math:`-t\|D\|_* + L t^2/2` (Gluon, Riabinin et al. 2025, arXiv:2505.13416; derived in
+  :mod:`optlib.theory.dropmuon`).
+* ``"l0l1"``: :math:`t_i = g_i/(L^0_i + L^1_i g_i)` with :math:`g_i = \|D_i\|_*` (group keys ``L0``, ``L1``), the
+  layer-wise :math:`(L^0, L^1)` rule (Zhang et al. 2020, arXiv:1905.11881, for the assumption; Gluon for the
+  layer-wise step). With :math:`L^0 = 0` it is the constant radius :math:`1/L^1`.
+
+A param group is a layer (group key ``layer``, an integer >= 0); several groups may share a layer. All of
+a layer's matrices freeze together (pitfall P8). Biases and norm gains (1-D) cannot be orthogonalized and are
+rejected here: give them to ``torch.optim.AdamW``, which skips parameters whose ``.grad`` is ``None`` — with
+:func:`~optlib.optim.progressive.progressive_forward` and ``zero_grad(set_to_none=True)`` they then freeze
+with their layer automatically. :func:`layer_param_groups` builds both lists from a list of blocks.
+
+Cost accounting lives in ``optimizer.state["drop_muon"]`` (it goes through ``state_dict``):
+``cutoff_history`` (one cutoff per step), ``layers_updated`` (number of layers ``>= s`` per step),
+``matrices_updated``, ``backward_flops`` (per step, when ``costs`` is given) and ``frozen_with_grad`` (how many
+frozen parameters had a gradient: non-zero means the backward pass was *not* truncated and no time was
+saved). Muon's totals stay in ``state["counters"]``. Per parameter, ``state[p]`` holds ``momentum_buffer``,
+``step`` (updates received) and ``radius`` (the last LMO radius used).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral
+
+import numpy as np
+import torch
+from torch import nn
+
+from optlib.linalg.newton_schulz import KELLER_COEFFICIENTS, NS_MATMULS_PER_STEP, matrix_view
+
+from .muon import Muon, _check_real, lr_scale, muon_direction, orthogonalize
+from .progressive import BlockCosts, CutoffSampler
+
+Tensor = torch.Tensor
+
+__all__ = ["RADIUS_RULES", "DropMuon", "layer_param_groups"]
+
+RADIUS_RULES = ("constant", "smooth", "l0l1")
+
+
+def layer_param_groups(blocks: Sequence[nn.Module], **group_options) -> tuple[list[dict], list[dict]]:
+    """``(drop_muon_groups, other_groups)`` for a list of blocks, block ``j`` being layer ``j``.
+
+    Parameters with ``ndim >= 2`` of block ``j`` form the DropMuon group ``{"params": [...], "layer": j,
+    **group_options}``; its 1-D parameters form ``{"params": [...], "layer": j}`` in the second list (for
+    AdamW). Blocks without matrices give no DropMuon group.
+    """
+    muon, other = [], []
+    for j, blk in enumerate(blocks):
+        mats = [p for p in blk.parameters() if p.requires_grad and p.ndim >= 2]
+        vecs = [p for p in blk.parameters() if p.requires_grad and p.ndim < 2]
+        if mats:
+            muon.append({"params": mats, "layer": j, **group_options})
+        if vecs:
+            other.append({"params": vecs, "layer": j})
+    return muon, other
+
+
+class DropMuon(Muon):
+    r"""Drop-Muon as a ``torch.optim.Optimizer`` (update rules in the module docstring).
+
+    Parameters
+    ----------
+    params : iterable of param-group dicts
+        Each group has ``layer`` (int >= 0) and matrices only (``ndim >= 2``); any option below may be
+        overridden per group (``L``, ``L0``, ``L1`` usually are).
+    lr : float
+        :math:`\gamma`: the radius for ``radius="constant"`` (times the shape scaling) and the weight decay factor.
+    momentum, nesterov, momentum_style
+        Muon's momentum (``new_weight=None``). ``nesterov=None`` means True for Muon's forms and False for the
+        paper's form.
+    new_weight : float in (0, 1] or None
+        The paper's momentum form :math:`M \leftarrow (1-\beta)M + \beta g`.
+    radius : {"constant", "smooth", "l0l1"}
+        Radius rule; ``"smooth"`` needs ``L`` > 0, ``"l0l1"`` needs ``L0``, ``L1`` >= 0 (not both zero).
+    sampler : CutoffSampler, "uniform", probability vector, callable(progress) or None
+        Distribution of the cutoff over ``0..num_layers-1``; anything but a sampler is wrapped in
+        :class:`~optlib.optim.progressive.CutoffSampler` with ``seed``. ``None`` means cutoff 0 (full steps)
+        unless :meth:`step` is given one.
+    num_layers : int or None
+        ``b``; default: the largest group ``layer`` plus one.
+    costs : BlockCosts, sequence of per-layer backward FLOPs, or None
+        Used to log ``backward_flops`` per step.
+    Remaining options (``weight_decay``, ``adjust_lr``, ``orthogonalizer``, ``ns_steps``, ``ns_coefficients``,
+    ``eps``, ``ns_dtype``, ``skip_nonfinite``) are :class:`~optlib.optim.Muon`'s.
+
+    Typical loop::
+
+        s = opt.sample_cutoff(progress)            # before the forward pass
+        loss = loss_fn(progressive_forward(blocks, x, s), y)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        opt.step()                                 # uses the drawn s
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool | None = None,
+        momentum_style: str = "ema",
+        new_weight: float | None = None,
+        radius: str = "constant",
+        L: float | None = None,
+        L0: float | None = None,
+        L1: float | None = None,
+        weight_decay: float = 0.0,
+        adjust_lr: str = "keller",
+        orthogonalizer: str = "newton-schulz",
+        ns_steps: int = 5,
+        ns_coefficients=KELLER_COEFFICIENTS,
+        eps: float = 1e-7,
+        ns_dtype: torch.dtype | None = torch.bfloat16,
+        skip_nonfinite: bool = False,
+        sampler=None,
+        num_layers: int | None = None,
+        seed: int | None = None,
+        costs: BlockCosts | Sequence[float] | None = None,
+    ) -> None:
+        self._drop_defaults = dict(new_weight=new_weight, radius=radius, L=L, L0=L0, L1=L1, nesterov=nesterov)
+        params = list(params)
+        if not params or not all(isinstance(g, dict) for g in params):
+            raise ValueError(
+                "DropMuon needs param-group dicts, each with a 'layer' index (a group is a layer); "
+                "see optlib.optim.drop_muon.layer_param_groups(blocks)"
+            )
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            nesterov=True if nesterov is None else nesterov,
+            momentum_style=momentum_style,
+            weight_decay=weight_decay,
+            adjust_lr=adjust_lr,
+            orthogonalizer=orthogonalizer,
+            ns_steps=ns_steps,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_dtype=ns_dtype,
+            skip_nonfinite=skip_nonfinite,
+        )
+        layers = [g["layer"] for g in self.param_groups]
+        b = max(layers) + 1 if num_layers is None else num_layers
+        if isinstance(b, bool) or not isinstance(b, Integral) or b < 1 or max(layers) >= b:
+            raise ValueError(f"num_layers must be an integer > every group's layer ({max(layers)}), got {num_layers!r}")
+        self.num_layers = int(b)
+        if sampler is None or isinstance(sampler, CutoffSampler):
+            self.sampler = sampler
+        else:
+            self.sampler = CutoffSampler(self.num_layers, sampler, seed=seed)
+        if self.sampler is not None and self.sampler.num_layers != self.num_layers:
+            raise ValueError(f"the sampler has {self.sampler.num_layers} layers, the optimizer {self.num_layers}")
+        if costs is not None and not isinstance(costs, BlockCosts):
+            costs = tuple(float(c) for c in costs)
+            if len(costs) != self.num_layers or any(not (math.isfinite(c) and c >= 0) for c in costs):
+                raise ValueError(f"costs must hold {self.num_layers} non-negative backward FLOP counts, got {costs}")
+        self.costs = costs
+        self._pending: int | None = None
+
+    # -- groups -----------------------------------------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict) -> None:
+        group = dict(param_group)
+        if "layer" not in group:
+            raise ValueError("every DropMuon param group needs a 'layer' index (a group is a layer)")
+        layer = group["layer"]
+        if isinstance(layer, bool) or not isinstance(layer, Integral) or layer < 0:
+            raise ValueError(f"a group's 'layer' must be an integer >= 0, got {layer!r}")
+        group["layer"] = int(layer)
+        for key, value in self._drop_defaults.items():
+            group.setdefault(key, value)
+        nw = group["new_weight"]
+        if nw is not None:
+            _check_real("new_weight", nw)
+            if not 0 < nw <= 1:
+                raise ValueError(
+                    f"new_weight (the paper's beta, weight on the new gradient) must be in (0, 1], got {nw!r}"
+                )
+            if group["nesterov"]:
+                raise ValueError(
+                    "nesterov is not defined for the paper's momentum form (new_weight); pass nesterov=False"
+                )
+            group["nesterov"] = False
+        elif group["nesterov"] is None:
+            group["nesterov"] = True
+        rule = group["radius"]
+        if rule not in RADIUS_RULES:
+            raise ValueError(f"unknown radius rule {rule!r}; valid values: {', '.join(map(repr, RADIUS_RULES))}")
+        if rule == "smooth":
+            if group["L"] is None:
+                raise ValueError(f"radius='smooth' needs the layer's smoothness constant L (layer {group['layer']})")
+            _check_real("L", group["L"])
+            if group["L"] <= 0:
+                raise ValueError(f"L must be positive, got {group['L']!r}")
+        if rule == "l0l1":
+            if group["L0"] is None or group["L1"] is None:
+                raise ValueError(f"radius='l0l1' needs L0 and L1 (layer {group['layer']})")
+            _check_real("L0", group["L0"])
+            _check_real("L1", group["L1"])
+            if group["L0"] == 0 and group["L1"] == 0:
+                raise ValueError("L0 and L1 cannot both be zero")
+        super().add_param_group(group)
+
+    # -- cutoff -----------------------------------------------------------------------------------------------
+
+    def _log(self) -> dict:
+        if "drop_muon" not in self.state:
+            self.state["drop_muon"] = dict(
+                cutoff_history=[], layers_updated=[], matrices_updated=[], backward_flops=[], frozen_with_grad=0
+            )
+        return self.state["drop_muon"]
+
+    def sample_cutoff(self, progress: float = 0.0) -> int:
+        """Draw the next step's cutoff (call it before the forward pass); :meth:`step` then uses it."""
+        if self.sampler is None:
+            raise RuntimeError("this DropMuon has no sampler; pass cutoff= to step() or give sampler=")
+        self._pending = self.sampler.sample(progress)
+        return self._pending
+
+    def inclusion_probabilities(self, progress: float = 0.0) -> np.ndarray:
+        """``q_i``: the probability that layer ``i`` is updated at a step."""
+        if self.sampler is None:
+            return np.ones(self.num_layers)
+        return self.sampler.inclusion_probabilities(progress)
+
+    def is_active(self, group: dict, cutoff: int) -> bool:
+        """Whether ``group`` is updated at a step with this cutoff (layer >= cutoff)."""
+        return group["layer"] >= cutoff
+
+    # -- radius -----------------------------------------------------------------------------------------------
+
+    def radius(self, group: dict, p: Tensor, D: Tensor) -> float | Tensor:
+        """The LMO radius ``t`` for parameter ``p`` with direction ``D`` (a tensor of radii for expert stacks)."""
+        rule = group["radius"]
+        if rule == "constant":
+            return group["lr"] * lr_scale(p.shape, group["adjust_lr"])
+        g = torch.linalg.matrix_norm(matrix_view(D), ord="nuc")
+        if rule == "smooth":
+            t = g / group["L"]
+        else:
+            denom = group["L0"] + group["L1"] * g
+            t = torch.where(denom > 0, g / torch.where(denom > 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
+        return float(t) if t.ndim == 0 else t
+
+    # -- the step ---------------------------------------------------------------------------------------------
+
+    def _direction(self, group: dict, p: Tensor, state: dict) -> Tensor:
+        if group["new_weight"] is not None:
+            buf = state["momentum_buffer"]
+            beta = group["new_weight"]
+            buf.mul_(1.0 - beta).add_(p.grad, alpha=beta)
+            return buf
+        return muon_direction(p.grad, state["momentum_buffer"], momentum=group["momentum"],
+                              nesterov=group["nesterov"], style=group["momentum_style"])
+
+    def _drop_group_step(self, group: dict, group_index: int) -> int:
+        counters = self._counters()
+        lr, wd, method = group["lr"], group["weight_decay"], group["orthogonalizer"]
+        updated = 0
+        for i, p in enumerate(group["params"]):
+            if p.grad is None or not self._finite_or_skip(group, group_index, i, p):
+                continue
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] = 0
+            state["step"] += 1
+            D = self._direction(group, p, state)
+            t = self.radius(group, p, D)
+            O = orthogonalize(D, method=method, steps=group["ns_steps"], coefficients=group["ns_coefficients"],
+                              eps=group["eps"], compute_dtype=group["ns_dtype"])
+            if wd != 0:
+                p.mul_(1.0 - lr * wd)
+            if isinstance(t, Tensor):
+                p.sub_((matrix_view(O) * t[..., None, None].to(O.dtype)).reshape(p.shape))
+                state["radius"] = t.tolist()
+            else:
+                p.add_(O, alpha=-t)
+                state["radius"] = t
+            n_matrices = p.shape[0] if p.ndim == 3 else 1
+            updated += n_matrices
+            counters["updates"] += n_matrices
+            if method == "svd":
+                counters["svds"] += n_matrices
+            else:
+                counters["ns_matmuls"] += n_matrices * NS_MATMULS_PER_STEP * group["ns_steps"]
+        return updated
+
+    def _backward_flops(self, cutoff: int) -> float | None:
+        if self.costs is None:
+            return None
+        if isinstance(self.costs, BlockCosts):
+            return self.costs.backward(cutoff)
+        return float(sum(self.costs[cutoff:]))
+
+    @torch.no_grad()
+    def step(self, closure=None, cutoff: int | None = None, progress: float = 0.0):
+        """One Drop-Muon step: update the groups with ``layer >= cutoff``; returns ``closure()``'s loss if given.
+
+        ``cutoff`` defaults to the one drawn by :meth:`sample_cutoff`; without a pending draw a fresh one is
+        drawn now (correct, but the backward pass was then not truncated), or 0 when there is no sampler.
+        """
+        if cutoff is None:
+            if self._pending is not None:
+                cutoff = self._pending
+            elif self.sampler is not None:
+                cutoff = self.sampler.sample(progress)
+            else:
+                cutoff = 0
+        integer = not isinstance(cutoff, bool) and isinstance(cutoff, (Integral, np.integer))
+        if not integer or not 0 <= cutoff < self.num_layers:
+            raise ValueError(f"cutoff must be an integer in [0, {self.num_layers - 1}], got {cutoff!r}")
+        cutoff = int(cutoff)
+        self._pending = None
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        log = self._log()
+        matrices = 0
+        for group_index, group in enumerate(self.param_groups):
+            if self.is_active(group, cutoff):
+                matrices += self._drop_group_step(group, group_index)
+            else:
+                log["frozen_with_grad"] += sum(p.grad is not None for p in group["params"])
+        self._counters()["steps"] += 1
+        log["cutoff_history"].append(cutoff)
+        log["layers_updated"].append(self.num_layers - cutoff)
+        log["matrices_updated"].append(matrices)
+        flops = self._backward_flops(cutoff)
+        if flops is not None:
+            log["backward_flops"].append(flops)
+        return loss
+
+    # -- state_dict -------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        if "drop_muon" in sd["state"]:
+            sd["state"]["drop_muon"] = {k: (list(v) if isinstance(v, list) else v)
+                                        for k, v in sd["state"]["drop_muon"].items()}
+        if self.sampler is not None:
+            sd["sampler"] = self.sampler.state_dict()
+        sd["pending_cutoff"] = self._pending
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        sampler_state = state_dict.pop("sampler", None)
+        pending = state_dict.pop("pending_cutoff", None)
+        super().load_state_dict(state_dict)
+        if "drop_muon" in self.state:
+            self.state["drop_muon"] = {k: (list(v) if isinstance(v, list) else v)
+                                       for k, v in self.state["drop_muon"].items()}
+        if sampler_state is not None and self.sampler is not None:
+            self.sampler.load_state_dict(sampler_state)
+        self._pending = pending
