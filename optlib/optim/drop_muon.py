@@ -115,6 +115,9 @@ class DropMuon(Muon):
         ``b``; default: the largest group ``layer`` plus one.
     costs : BlockCosts, sequence of per-layer backward FLOPs, or None
         Used to log ``backward_flops`` per step.
+
+    Notes
+    -----
     Remaining options (``weight_decay``, ``adjust_lr``, ``orthogonalizer``, ``ns_steps``, ``ns_coefficients``,
     ``eps``, ``ns_dtype``, ``skip_nonfinite``) are :class:`~optlib.optim.Muon`'s.
 

@@ -278,6 +278,8 @@ class Muon(torch.optim.Optimizer):
         With ``False`` (default) a NaN/inf gradient raises ``ValueError`` naming the parameter; with ``True``
         that parameter's step (momentum and weight) is skipped and counted.
 
+    Notes
+    -----
     State: per parameter ``momentum_buffer`` and ``step``; ``optimizer.state["counters"]`` holds totals over all
     steps: ``steps`` (calls of :meth:`step`), ``updates`` (matrices updated; an expert stack counts ``E``),
     ``ns_matmuls`` (matrix products in Newton–Schulz, 3 per iteration per matrix), ``svds`` and

@@ -161,6 +161,8 @@ class MuonWithAdamW(Muon):
     adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay
         Defaults for the AdamW groups.
 
+    Notes
+    -----
     ``skip_nonfinite`` applies to both kinds of group. Counters (``state["counters"]``) are Muon's plus
     ``adamw_updates``.
     """
