@@ -400,6 +400,13 @@ def section_profile(ctx: ReportContext) -> SectionResult:
     return SectionResult(text, [rel_path])
 
 
+@register_section("muon", "Muon and Drop-Muon")
+def section_muon(ctx: ReportContext) -> SectionResult:
+    from . import dropmuon
+
+    return dropmuon.report_section(ctx)
+
+
 @register_section("provenance", "Machine and provenance")
 def section_provenance(ctx: ReportContext) -> SectionResult:
     records = ctx.cache.get("records") or []

@@ -1,0 +1,94 @@
+"""Muon and Drop-Muon (asv).
+
+* ``StepTime.time_step``: one optimizer step of ``optlib.optim.Muon`` or of ``torch.optim.Muon`` on the same
+  parameters and gradients. Shape sets: ``tiny-gpt`` (the hidden matrices of a 2-layer GPT of width 128:
+  per layer four 128x128 attention matrices and the 512x128 / 128x512 MLP pair), ``1024x1024`` (four
+  square matrices) and ``4096x1024`` (two tall matrices). Both optimizers use their equivalent settings
+  (EMA momentum 0.95 with Nesterov, Keller's quintic Newton–Schulz, 5 steps in bfloat16, the
+  ``sqrt(max(1, m/n))`` lr scaling), under which their updates are equal (``tests/test_muon.py``).
+* ``Ratio.track_ratio_step_time``: median optlib step time / median torch step time, measured in the same
+  process with the two interleaved step by step after a warm-up. Below 1 means optlib's step is faster;
+  the issue's target is <= 1.0. Absolute times move with the machine's load; this ratio is the number to
+  watch.
+* ``DropMuon.track_dropmuon_speedup``: Muon's wall-clock time to the target accuracy divided by
+  Drop-Muon's (median over seeds, paired by seed) from a short run of ``scale.dropmuon`` with small
+  settings (``SMALL`` below, the report's quick configuration), for the uniform and the progress-shifted cutoff. Above 1 means Drop-Muon
+  reached the target sooner. The full benchmark is ``python -m scale.dropmuon``.
+
+Everything runs single-threaded (``torch.set_num_threads(1)``), as the report does.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scale import dropmuon
+
+THREADS = 1
+SHAPES = dropmuon.STEP_SHAPES
+IMPLS = dropmuon.STEP_IMPLS
+# One short Drop-Muon run (about a minute): the report's quick configuration.
+SMALL = dropmuon.QUICK
+
+
+def _single_thread():
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+
+class StepTime:
+    """Wall time of one Muon step on a shape set."""
+
+    params = (list(SHAPES), list(IMPLS))
+    param_names = ["shapes", "impl"]
+    timeout = 300
+    number = 1
+    repeat = (2, 10, 20.0)
+    warmup_time = 0.0
+
+    def setup(self, shapes, impl):
+        _single_thread()
+        self.opt = dropmuon.muon_optimizer(impl, dropmuon.step_params(SHAPES[shapes]))
+        self.opt.step()  # state allocation and first-call costs, untimed
+
+    def time_step(self, shapes, impl):
+        self.opt.step()
+
+
+class Ratio:
+    """optlib.optim.Muon step time / torch.optim.Muon step time, measured in one process."""
+
+    params = (list(SHAPES),)
+    param_names = ["shapes"]
+    timeout = 600
+
+    def track_ratio_step_time(self, shapes):
+        steps, warmup = (3, 1) if shapes == "4096x1024" else (7, 2)
+        return dropmuon.muon_step_times(SHAPES[shapes], steps=steps, warmup=warmup, threads=THREADS)["ratio"]
+
+    track_ratio_step_time.unit = "optlib/torch"
+
+
+def _dropmuon_small():
+    """One short ``scale.dropmuon`` run; the median per-seed ratios Muon time / Drop-Muon time."""
+    result = dropmuon.run_benchmark(dropmuon.Config(**SMALL, threads=THREADS), progress=False, out=None, plot=False)
+    return {name.split("/", 1)[1]: r["time_to_target"]["median"] for name, r in result["ratios"].items()}
+
+
+_dropmuon_small.timeout = 600
+
+
+class DropMuon:
+    """Muon time to target / Drop-Muon time to target on the small CNN benchmark (NaN: not reached)."""
+
+    params = (["drop-uniform", "drop-shift"],)
+    param_names = ["sampling"]
+    setup_cache = staticmethod(_dropmuon_small)
+    timeout = 600
+
+    def track_dropmuon_speedup(self, cache, sampling):
+        value = cache.get(sampling, math.nan)
+        return value if isinstance(value, float) and math.isfinite(value) else math.nan
+
+    track_dropmuon_speedup.unit = "Muon/Drop-Muon"
