@@ -44,6 +44,8 @@ https://kellerjordan.github.io/posts/muon/) and the reference code KellerJordan/
 
 from __future__ import annotations
 
+import functools
+
 import math
 from collections.abc import Sequence
 from numbers import Real
@@ -92,6 +94,21 @@ def ns_coefficient_schedule(coefficients, steps: int) -> list[tuple[float, float
     return triples
 
 
+def _schedule(coefficients, steps: int) -> list[tuple[float, float, float]]:
+    """:func:`ns_coefficient_schedule`, validated once per distinct (coefficients, steps): an
+    optimizer calls it for every matrix at every step."""
+    try:
+        key = tuple(tuple(c) if isinstance(c, Sequence) else c for c in coefficients)
+        return _schedule_cached(key, steps)
+    except TypeError:  # unhashable entries: validate without the cache
+        return ns_coefficient_schedule(coefficients, steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _schedule_cached(coefficients: tuple, steps: int) -> list[tuple[float, float, float]]:
+    return ns_coefficient_schedule(coefficients, steps)
+
+
 def newton_schulz(
     G: Tensor,
     steps: int = 5,
@@ -127,7 +144,7 @@ def newton_schulz(
             f"newton_schulz needs a matrix or a batch of matrices (ndim >= 2), got shape {tuple(G.shape)}; "
             "use matrix_view() for conv filters, and route 1-D parameters to AdamW"
         )
-    schedule = ns_coefficient_schedule(coefficients, steps)
+    schedule = _schedule(coefficients, steps)
     X = G.to(compute_dtype) if compute_dtype is not None else G
     transposed = G.shape[-2] > G.shape[-1]
     if transposed:

@@ -178,6 +178,16 @@ def orthogonalize(
     return O.reshape(direction.shape)
 
 
+def grads_all_finite(params) -> bool:
+    """Whether every existing gradient in ``params`` is finite, with one synchronization for the whole
+    group: a norm is finite exactly when every entry is (an overflow of the norm counts as non-finite,
+    and then the per-parameter check decides)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Option checks (shared with MuonWithAdamW)
 # ------------------------------------------------------------------------------------------------------------
@@ -364,8 +374,9 @@ class Muon(torch.optim.Optimizer):
     def _muon_group_step(self, group: dict, group_index: int) -> None:
         counters = self._counters()
         lr, wd, method = group["lr"], group["weight_decay"], group["orthogonalizer"]
+        all_finite = grads_all_finite(group["params"])
         for i, p in enumerate(group["params"]):
-            if p.grad is None or not self._finite_or_skip(group, group_index, i, p):
+            if p.grad is None or (not all_finite and not self._finite_or_skip(group, group_index, i, p)):
                 continue
             state = self.state[p]
             if "momentum_buffer" not in state:
