@@ -115,6 +115,7 @@ def newton_schulz(
     coefficients=KELLER_COEFFICIENTS,
     eps: float = 1e-7,
     compute_dtype: torch.dtype | None = None,
+    cast_back: bool = True,
 ) -> Tensor:
     r"""``steps`` Newton–Schulz iterations towards the polar factor of each matrix in ``G``.
 
@@ -132,6 +133,9 @@ def newton_schulz(
     compute_dtype : torch.dtype, optional
         Dtype of the iteration (Keller Jordan's reference uses ``torch.bfloat16``); the default is
         ``G``'s dtype. The result is returned in ``G``'s dtype.
+    cast_back : bool
+        ``False`` returns the result in ``compute_dtype`` (saving a conversion pass when the caller
+        adds it into a parameter anyway, as an optimizer step does).
 
     Returns
     -------
@@ -166,7 +170,7 @@ def newton_schulz(
         X = X.reshape(*batch, *X.shape[-2:])
     if transposed:
         X = X.mT
-    return X.to(G.dtype)
+    return X.to(G.dtype) if cast_back else X
 
 
 def polar(G: Tensor, rtol: float | None = None) -> Tensor:

@@ -157,8 +157,12 @@ def orthogonalize(
     coefficients=KELLER_COEFFICIENTS,
     eps: float = 1e-7,
     compute_dtype: torch.dtype | None = None,
+    cast_back: bool = True,
 ) -> Tensor:
     """``orth(direction)`` in ``direction``'s shape and dtype: its matrix view is orthogonalized.
+
+    ``cast_back=False`` leaves a Newton–Schulz result in ``compute_dtype`` (the optimizers add it into
+    the parameter directly, which promotes it, as ``torch.optim.Muon`` does).
 
     ``method="newton-schulz"``: :func:`optlib.linalg.newton_schulz` (iterated in ``compute_dtype``, default the
     direction's dtype); ``"svd"``: the exact polar factor :func:`optlib.linalg.polar`; ``"triton"``: the Triton
@@ -166,7 +170,8 @@ def orthogonalize(
     """
     M = matrix_view(direction)
     if method == "newton-schulz":
-        O = newton_schulz(M, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
+        O = newton_schulz(M, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype,
+                          cast_back=cast_back)
     elif method == "svd":
         O = polar(M)
     elif method == "triton":
@@ -386,7 +391,7 @@ class Muon(torch.optim.Optimizer):
             D = muon_direction(p.grad, state["momentum_buffer"], momentum=group["momentum"],
                                nesterov=group["nesterov"], style=group["momentum_style"])
             O = orthogonalize(D, method=method, steps=group["ns_steps"], coefficients=group["ns_coefficients"],
-                              eps=group["eps"], compute_dtype=group["ns_dtype"])
+                              eps=group["eps"], compute_dtype=group["ns_dtype"], cast_back=False)
             if wd != 0:
                 p.mul_(1.0 - lr * wd)
             p.add_(O, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
