@@ -233,9 +233,10 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # ---------------------------------------------------------------------------------------- sections
 @register_section("theorems", "Theorems checked on runs")
 def section_theorems(ctx: ReportContext) -> SectionResult:
-    from optlib.theory import theorem_table
+    from optlib import theory
 
-    checks = theorem_table(quick=ctx.config.setting("theorems_quick"))
+    # The regularized Newton family's statements, then Drop-Muon's (all of those bounds derived).
+    checks = theory.theorem_table(quick=ctx.config.setting("theorems_quick")) + theory.dropmuon.dropmuon_table()
     rows = []
     for c in checks:
         details = dict(getattr(c, "details", None) or {})
@@ -251,7 +252,8 @@ def section_theorems(ctx: ReportContext) -> SectionResult:
         "Each row runs a method on a problem whose constants are known and compares the measured quantity "
         "with the statement's bound (by default `measured <= bound * (1 + slack)`; a check's own comparison "
         "is listed with its details in `optlib.theory`). Computed by `optlib.theory.theorem_table"
-        f"(quick={ctx.config.setting('theorems_quick')})`. **{n_hold} of {len(checks)} hold.**\n\n"
+        f"(quick={ctx.config.setting('theorems_quick')})` and `optlib.theory.dropmuon.dropmuon_table()`. "
+        f"**{n_hold} of {len(checks)} hold.**\n\n"
         + md_table(["check", "statement", "run", "measured", "bound", "slack", "holds", "source"], rows)
     )
     failing = [c for c in checks if not getattr(c, "holds", False)]

@@ -38,6 +38,7 @@ def fake_theory(monkeypatch):
     ]
     module = types.ModuleType("optlib.theory")
     module.theorem_table = lambda quick=True: checks
+    module.dropmuon = types.SimpleNamespace(dropmuon_table=lambda: [])
     monkeypatch.setitem(sys.modules, "optlib.theory", module)
     return checks
 
