@@ -18,6 +18,7 @@ import argparse
 import base64
 import csv
 import html
+import importlib
 import json
 import math
 import re
@@ -233,7 +234,7 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # ---------------------------------------------------------------------------------------- sections
 @register_section("theorems", "Theorems checked on runs")
 def section_theorems(ctx: ReportContext) -> SectionResult:
-    from optlib import theory
+    theory = importlib.import_module("optlib.theory")
 
     # The regularized Newton family's statements, then Drop-Muon's (all of those bounds derived).
     checks = theory.theorem_table(quick=ctx.config.setting("theorems_quick")) + theory.dropmuon.dropmuon_table()
