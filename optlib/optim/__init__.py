@@ -1,7 +1,7 @@
 """torch.optim-style optimizers for neural networks: Muon, Muon with AdamW for the other parameters, Drop-Muon."""
 
 from .drop_muon import DropMuon, layer_param_groups
-from .muon import Muon, lr_scale, muon_direction, orthogonalize
+from .muon import Muon, lr_scale, muon_direction, muon_directions, orthogonalize, orthogonalize_many
 from .progressive import CutoffSampler, block_costs, progressive_forward
 from .routing import MuonWithAdamW, muon_param_groups
 
@@ -14,7 +14,9 @@ __all__ = [
     "layer_param_groups",
     "lr_scale",
     "muon_direction",
+    "muon_directions",
     "muon_param_groups",
     "orthogonalize",
+    "orthogonalize_many",
     "progressive_forward",
 ]

@@ -62,7 +62,7 @@ from torch import nn
 
 from optlib.linalg.newton_schulz import KELLER_COEFFICIENTS, NS_MATMULS_PER_STEP, matrix_view
 
-from .muon import Muon, _check_real, lr_scale, muon_direction, orthogonalize
+from .muon import Muon, _check_real, lr_scale, muon_directions
 from .progressive import BlockCosts, CutoffSampler
 
 Tensor = torch.Tensor
@@ -119,7 +119,7 @@ class DropMuon(Muon):
     Notes
     -----
     Remaining options (``weight_decay``, ``adjust_lr``, ``orthogonalizer``, ``ns_steps``, ``ns_coefficients``,
-    ``eps``, ``ns_dtype``, ``skip_nonfinite``) are :class:`~optlib.optim.Muon`'s.
+    ``eps``, ``ns_dtype``, ``skip_nonfinite``, ``distributed``) are :class:`~optlib.optim.Muon`'s.
 
     Typical loop::
 
@@ -149,6 +149,7 @@ class DropMuon(Muon):
         eps: float = 1e-7,
         ns_dtype: torch.dtype | None = torch.bfloat16,
         skip_nonfinite: bool = False,
+        distributed: bool = False,
         sampler=None,
         num_layers: int | None = None,
         seed: int | None = None,
@@ -175,6 +176,7 @@ class DropMuon(Muon):
             eps=eps,
             ns_dtype=ns_dtype,
             skip_nonfinite=skip_nonfinite,
+            distributed=distributed,
         )
         layers = [g["layer"] for g in self.param_groups]
         b = max(layers) + 1 if num_layers is None else num_layers
@@ -281,47 +283,32 @@ class DropMuon(Muon):
 
     # -- the step ---------------------------------------------------------------------------------------------
 
-    def _direction(self, group: dict, p: Tensor, state: dict) -> Tensor:
-        if group["new_weight"] is not None:
-            buf = state["momentum_buffer"]
-            beta = group["new_weight"]
-            buf.mul_(1.0 - beta).add_(p.grad, alpha=beta)
-            return buf
-        return muon_direction(p.grad, state["momentum_buffer"], momentum=group["momentum"],
-                              nesterov=group["nesterov"], style=group["momentum_style"])
-
     def _drop_group_step(self, group: dict, group_index: int) -> int:
-        counters = self._counters()
-        lr, wd, method = group["lr"], group["weight_decay"], group["orthogonalizer"]
-        updated = 0
-        for i, p in enumerate(group["params"]):
-            if p.grad is None or not self._finite_or_skip(group, group_index, i, p):
-                continue
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] = 0
-            state["step"] += 1
-            D = self._direction(group, p, state)
-            t = self.radius(group, p, D)
-            O = orthogonalize(D, method=method, steps=group["ns_steps"], coefficients=group["ns_coefficients"],
-                              eps=group["eps"], compute_dtype=group["ns_dtype"])
-            if wd != 0:
-                p.mul_(1.0 - lr * wd)
+        params, states = self._collect(group, group_index)
+        if not params:
+            return 0
+        lr, wd = group["lr"], group["weight_decay"]
+        if group["new_weight"] is not None:
+            beta = group["new_weight"]
+            D = [s["momentum_buffer"] for s in states]
+            torch._foreach_mul_(D, 1.0 - beta)
+            torch._foreach_add_(D, [p.grad for p in params], alpha=beta)
+        else:
+            D = muon_directions([p.grad for p in params], [s["momentum_buffer"] for s in states],
+                                momentum=group["momentum"], nesterov=group["nesterov"],
+                                style=group["momentum_style"])
+        radii = [self.radius(group, p, d) for p, d in zip(params, D)]
+        O = self._orthogonalize(group, D, cast_back=True)
+        if wd != 0:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        for p, state, o, t in zip(params, states, O, radii):
             if isinstance(t, Tensor):
-                p.sub_((matrix_view(O) * t[..., None, None].to(O.dtype)).reshape(p.shape))
+                p.sub_((matrix_view(o) * t[..., None, None].to(o.dtype)).reshape(p.shape))
                 state["radius"] = t.tolist()
             else:
-                p.add_(O, alpha=-t)
+                p.add_(o, alpha=-t)
                 state["radius"] = t
-            n_matrices = p.shape[0] if p.ndim == 3 else 1
-            updated += n_matrices
-            counters["updates"] += n_matrices
-            if method == "svd":
-                counters["svds"] += n_matrices
-            else:
-                counters["ns_matmuls"] += n_matrices * NS_MATMULS_PER_STEP * group["ns_steps"]
-        return updated
+        return sum(p.shape[0] if p.ndim == 3 else 1 for p in params)
 
     def _backward_flops(self, cutoff: int) -> float | None:
         if self.costs is None:

@@ -70,7 +70,9 @@ __all__ = [
     "ORTHOGONALIZERS",
     "lr_scale",
     "muon_direction",
+    "muon_directions",
     "orthogonalize",
+    "orthogonalize_many",
 ]
 
 MOMENTUM_STYLES = ("ema", "sum")
@@ -85,21 +87,29 @@ _ROUTING_HINT = "route it to AdamW with optlib.optim.muon_param_groups(model) (o
 # ------------------------------------------------------------------------------------------------------------
 
 
-def muon_direction(grad: Tensor, buf: Tensor, *, momentum: float, nesterov: bool, style: str) -> Tensor:
-    r"""Update the momentum buffer ``buf`` in place and return the direction to orthogonalize.
+def muon_directions(grads: list[Tensor], bufs: list[Tensor], *, momentum: float, nesterov: bool,
+                    style: str) -> list[Tensor]:
+    r"""Update the momentum buffers ``bufs`` in place and return the directions to orthogonalize.
 
     ``style="ema"``: :math:`M \leftarrow \beta M + (1-\beta) g`; direction :math:`(1-\beta) g + \beta M`
     with Nesterov, else :math:`M`. ``style="sum"``: :math:`B \leftarrow \beta B + g`; direction
-    :math:`g + \beta B` with Nesterov, else :math:`B`. Without Nesterov the returned tensor *is* ``buf``:
-    do not modify it in place.
+    :math:`g + \beta B` with Nesterov, else :math:`B`. Without Nesterov the returned tensors *are* the
+    buffers: do not modify them in place. One ``torch._foreach_*`` call per operation serves the whole list
+    (the arithmetic per tensor is that of the single-tensor ops).
     """
     if style == "ema":
-        buf.lerp_(grad, 1.0 - momentum)  # M + (1 - beta)(g - M)
-        return grad.lerp(buf, momentum) if nesterov else buf
+        torch._foreach_lerp_(bufs, grads, 1.0 - momentum)  # M + (1 - beta)(g - M)
+        return list(torch._foreach_lerp(grads, bufs, momentum)) if nesterov else list(bufs)
     if style == "sum":
-        buf.mul_(momentum).add_(grad)
-        return grad.add(buf, alpha=momentum) if nesterov else buf
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads)
+        return list(torch._foreach_add(grads, bufs, alpha=momentum)) if nesterov else list(bufs)
     raise ValueError(f"momentum_style must be one of {MOMENTUM_STYLES}, got {style!r}")
+
+
+def muon_direction(grad: Tensor, buf: Tensor, *, momentum: float, nesterov: bool, style: str) -> Tensor:
+    """:func:`muon_directions` for one tensor."""
+    return muon_directions([grad], [buf], momentum=momentum, nesterov=nesterov, style=style)[0]
 
 
 def _matrix_shape(shape) -> tuple[int, int]:
@@ -183,6 +193,93 @@ def orthogonalize(
     return O.reshape(direction.shape)
 
 
+_STACK_MAX_NUMEL = 512 * 512
+
+
+def _world(distributed: bool) -> tuple[int, int]:
+    """``(world_size, rank)`` of the default process group when ``distributed`` and one is initialised."""
+    if not distributed or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return 1, 0
+    return torch.distributed.get_world_size(), torch.distributed.get_rank()
+
+
+def _owned_then_gathered(stack: Tensor, orth, world: int, rank: int) -> Tensor:
+    """``orth(stack)`` with the work split over the ranks: the ``k`` matrices of ``stack`` are cut into
+    ``world`` equal chunks (zero-padded; a zero matrix orthogonalizes to zero), rank ``r`` computes chunk
+    ``r`` and ``all_gather`` gives every rank all chunks. Batched products act on each matrix alone, so the
+    result equals the one-process ``orth(stack)`` bit for bit."""
+    k = stack.shape[0]
+    chunk = -(-k // world)
+    if chunk * world > k:
+        stack = torch.cat([stack, stack.new_zeros(chunk * world - k, *stack.shape[1:])])
+    local = orth(stack[rank * chunk:(rank + 1) * chunk]).contiguous()
+    parts = [torch.empty_like(local) for _ in range(world)]
+    torch.distributed.all_gather(parts, local)
+    return torch.cat(parts)[:k]
+
+
+def orthogonalize_many(
+    directions: list[Tensor],
+    *,
+    method: str = "newton-schulz",
+    steps: int = 5,
+    coefficients=KELLER_COEFFICIENTS,
+    eps: float = 1e-7,
+    compute_dtype: torch.dtype | None = None,
+    cast_back: bool = True,
+    distributed: bool = False,
+    stats: dict | None = None,
+) -> list[Tensor]:
+    """:func:`orthogonalize` of every tensor in ``directions``, batched and optionally shared out over ranks.
+
+    Directions whose matrix views have the same shape, dtype and device are stacked and orthogonalized in
+    one batched call (one Python-level iteration for all of them instead of one per matrix; the batched
+    products treat each matrix alone, so the results equal the one-at-a-time ones); matrices of
+    ``512 * 512`` entries or more, where the copy into a stack would cost more than it saves, go one at a
+    time in a single process. With ``distributed=True``
+    and an initialised ``torch.distributed`` default group of size ``W > 1``, every stack is cut into ``W``
+    chunks, rank ``r`` orthogonalizes chunk ``r`` and the chunks are all-gathered (the "owner computes,
+    then all-gather" design of Keller Jordan's distributed Muon, there by whole matrices): each rank does
+    about ``1/W`` of the Newton–Schulz work. All ranks must call this with the same shapes in the same order
+    (true under DDP, where the gradients are all-reduced). ``method="triton"`` runs matrix by matrix.
+    ``stats``, if given, gets ``"orthogonalized_here"`` increased by the number of directions (zero
+    padding included) this process orthogonalized.
+    """
+    world, rank = _world(distributed)
+    out: list[Tensor | None] = [None] * len(directions)
+    buckets: dict[tuple, list[int]] = {}
+    for i, D in enumerate(directions):
+        M = matrix_view(D)
+        buckets.setdefault((tuple(M.shape), D.dtype, D.device), []).append(i)
+
+    def orth(M: Tensor) -> Tensor:
+        if method == "newton-schulz":
+            return newton_schulz(M, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype,
+                                 cast_back=cast_back)
+        return polar(M)
+
+    for (shape, _, _), idx in buckets.items():
+        # Stacking pays where per-call overhead dominates (small matrices); a large matrix is compute-bound
+        # and its copy into a stack would only cost time, so one process orthogonalizes it on its own.
+        alone = world == 1 and (len(idx) == 1 or math.prod(shape[-2:]) >= _STACK_MAX_NUMEL)
+        if method == "triton" or alone:
+            if stats is not None:
+                stats["orthogonalized_here"] = stats.get("orthogonalized_here", 0) + len(idx)
+            for i in idx:
+                out[i] = orthogonalize(directions[i], method=method, steps=steps, coefficients=coefficients,
+                                       eps=eps, compute_dtype=compute_dtype, cast_back=cast_back)
+            continue
+        if method not in ("newton-schulz", "svd"):
+            raise ValueError(_unknown("orthogonalizer", method, ORTHOGONALIZERS))
+        stack = torch.stack([matrix_view(directions[i]) for i in idx])
+        if stats is not None:
+            stats["orthogonalized_here"] = stats.get("orthogonalized_here", 0) + -(-len(idx) // world)
+        O = orth(stack) if world == 1 else _owned_then_gathered(stack, orth, world, rank)
+        for j, i in enumerate(idx):
+            out[i] = O[j].reshape(directions[i].shape)
+    return out  # type: ignore[return-value]
+
+
 def grads_all_finite(params) -> bool:
     """Whether every existing gradient in ``params`` is finite, with one synchronization for the whole
     group: a norm is finite exactly when every entry is (an overflow of the norm counts as non-finite,
@@ -231,6 +328,8 @@ def check_muon_options(group: dict) -> None:
     dtype = group["ns_dtype"]
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"ns_dtype must be None or a floating torch.dtype, got {dtype!r}")
+    if not isinstance(group.get("distributed", False), bool):
+        raise ValueError(f"distributed must be True or False, got {group['distributed']!r}")
     if group["orthogonalizer"] == "triton":
         _triton_newton_schulz()
 
@@ -292,13 +391,18 @@ class Muon(torch.optim.Optimizer):
     skip_nonfinite : bool
         With ``False`` (default) a NaN/inf gradient raises ``ValueError`` naming the parameter; with ``True``
         that parameter's step (momentum and weight) is skipped and counted.
+    distributed : bool
+        Under ``torch.distributed`` (e.g. DDP, gradients already all-reduced) each rank orthogonalizes only
+        its share of the matrices and the results are all-gathered (:func:`orthogonalize_many`); the update is
+        the same as in one process. Without an initialised process group it has no effect.
 
     Notes
     -----
     State: per parameter ``momentum_buffer`` and ``step``; ``optimizer.state["counters"]`` holds totals over all
     steps: ``steps`` (calls of :meth:`step`), ``updates`` (matrices updated; an expert stack counts ``E``),
-    ``ns_matmuls`` (matrix products in Newton–Schulz, 3 per iteration per matrix), ``svds`` and
-    ``skipped_nonfinite``. All of it goes through ``state_dict``/``load_state_dict``.
+    ``ns_matmuls`` (matrix products in Newton–Schulz, 3 per iteration per matrix), ``svds``,
+    ``skipped_nonfinite`` and ``orthogonalized_here`` (parameters this process orthogonalized; with
+    ``distributed=True`` only this rank's share, zero padding included). All of it goes through ``state_dict``/``load_state_dict``.
     """
 
     def __init__(
@@ -316,6 +420,7 @@ class Muon(torch.optim.Optimizer):
         eps: float = 1e-7,
         ns_dtype: torch.dtype | None = torch.bfloat16,
         skip_nonfinite: bool = False,
+        distributed: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -330,6 +435,7 @@ class Muon(torch.optim.Optimizer):
             eps=eps,
             ns_dtype=ns_dtype,
             skip_nonfinite=skip_nonfinite,
+            distributed=distributed,
         )
         check_muon_options(defaults)
         super().__init__(params, defaults)
@@ -348,7 +454,8 @@ class Muon(torch.optim.Optimizer):
 
     def _counters(self) -> dict:
         if "counters" not in self.state:
-            self.state["counters"] = dict(steps=0, updates=0, ns_matmuls=0, svds=0, skipped_nonfinite=0)
+            self.state["counters"] = dict(steps=0, updates=0, ns_matmuls=0, svds=0, skipped_nonfinite=0,
+                                          orthogonalized_here=0)
         return self.state["counters"]
 
     def state_dict(self) -> dict:
@@ -376,10 +483,11 @@ class Muon(torch.optim.Optimizer):
         self._counters()["skipped_nonfinite"] += 1
         return False
 
-    def _muon_group_step(self, group: dict, group_index: int) -> None:
-        counters = self._counters()
-        lr, wd, method = group["lr"], group["weight_decay"], group["orthogonalizer"]
+    def _collect(self, group: dict, group_index: int) -> tuple[list[Tensor], list[dict]]:
+        """The parameters of ``group`` that take a step now (finite gradient) and their states, with the
+        momentum buffer created and ``step`` counted."""
         all_finite = grads_all_finite(group["params"])
+        params, states = [], []
         for i, p in enumerate(group["params"]):
             if p.grad is None or (not all_finite and not self._finite_or_skip(group, group_index, i, p)):
                 continue
@@ -388,19 +496,37 @@ class Muon(torch.optim.Optimizer):
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] = 0
             state["step"] += 1
-            D = muon_direction(p.grad, state["momentum_buffer"], momentum=group["momentum"],
-                               nesterov=group["nesterov"], style=group["momentum_style"])
-            O = orthogonalize(D, method=method, steps=group["ns_steps"], coefficients=group["ns_coefficients"],
-                              eps=group["eps"], compute_dtype=group["ns_dtype"], cast_back=False)
-            if wd != 0:
-                p.mul_(1.0 - lr * wd)
-            p.add_(O, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
-            n_matrices = p.shape[0] if p.ndim == 3 else 1
+            params.append(p)
+            states.append(state)
+        return params, states
+
+    def _orthogonalize(self, group: dict, directions: list[Tensor], cast_back: bool) -> list[Tensor]:
+        counters = self._counters()
+        method = group["orthogonalizer"]
+        for D in directions:
+            n_matrices = D.shape[0] if D.ndim == 3 else 1
             counters["updates"] += n_matrices
             if method == "svd":
                 counters["svds"] += n_matrices
             else:
                 counters["ns_matmuls"] += n_matrices * NS_MATMULS_PER_STEP * group["ns_steps"]
+        return orthogonalize_many(directions, method=method, steps=group["ns_steps"],
+                                  coefficients=group["ns_coefficients"], eps=group["eps"],
+                                  compute_dtype=group["ns_dtype"], cast_back=cast_back,
+                                  distributed=group["distributed"], stats=counters)
+
+    def _muon_group_step(self, group: dict, group_index: int) -> None:
+        params, states = self._collect(group, group_index)
+        if not params:
+            return
+        lr, wd = group["lr"], group["weight_decay"]
+        D = muon_directions([p.grad for p in params], [s["momentum_buffer"] for s in states],
+                            momentum=group["momentum"], nesterov=group["nesterov"], style=group["momentum_style"])
+        O = self._orthogonalize(group, D, cast_back=False)
+        if wd != 0:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        for p, o in zip(params, O):
+            p.add_(o, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -38,7 +38,7 @@ Tensor = torch.Tensor
 __all__ = ["MuonWithAdamW", "muon_param_groups"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_MUON_KEYS = ("momentum", "nesterov", "momentum_style", "adjust_lr", "orthogonalizer", "ns_steps",
+_MUON_KEYS = ("momentum", "nesterov", "momentum_style", "adjust_lr", "orthogonalizer", "ns_steps", "distributed",
               "ns_coefficients", "ns_dtype")
 _ADAMW_KEYS = ("betas",)
 
@@ -183,6 +183,7 @@ class MuonWithAdamW(Muon):
         eps: float = 1e-7,
         ns_dtype: torch.dtype | None = torch.bfloat16,
         skip_nonfinite: bool = False,
+        distributed: bool = False,
         adamw_lr: float = 3e-4,
         adamw_betas: tuple[float, float] = (0.9, 0.95),
         adamw_eps: float = 1e-10,
@@ -193,7 +194,7 @@ class MuonWithAdamW(Muon):
         self.muon_defaults = dict(
             lr=lr, momentum=momentum, nesterov=nesterov, momentum_style=momentum_style, weight_decay=weight_decay,
             adjust_lr=adjust_lr, orthogonalizer=orthogonalizer, ns_steps=ns_steps, ns_coefficients=ns_coefficients,
-            eps=eps, ns_dtype=ns_dtype, skip_nonfinite=skip_nonfinite,
+            eps=eps, ns_dtype=ns_dtype, skip_nonfinite=skip_nonfinite, distributed=distributed,
         )
         self.adamw_defaults = dict(lr=adamw_lr, betas=tuple(adamw_betas), eps=adamw_eps,
                                    weight_decay=adamw_weight_decay, skip_nonfinite=skip_nonfinite)
