@@ -17,6 +17,10 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[test,bench,docs]"
+	@# curvlinops (a test peer for the curvature operators) without its dependency resolution: its
+	@# backpack dependency would pull torchvision and a CUDA torch; only curvlinops.experimental imports backpack.
+	$(BIN)/pip install --quiet --no-deps curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 einconv==0.1.0 unfoldNd==0.2.3 linear_operator==0.6.1
+	$(BIN)/pip install --quiet einops==0.8.2 opt_einsum==3.4.0
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -3,6 +3,7 @@
 from .minimize import methods, minimize, register_method
 from .problem import Constants, Problem
 from .result import OptimizeResult, Trace
+from . import least_squares  # noqa: F401  registers minimize(method="levenberg-marquardt")
 
 __all__ = ["Constants", "OptimizeResult", "Problem", "Trace", "methods", "minimize", "register_method"]
 __version__ = "0.1.0"

@@ -410,6 +410,20 @@ def section_muon(ctx: ReportContext) -> SectionResult:
     return dropmuon.report_section(ctx)
 
 
+@register_section("curvature", "Curvature: GGN products and K-FAC overhead")
+def section_curvature(ctx: ReportContext) -> SectionResult:
+    from . import curvature_bench
+
+    return curvature_bench.report_section(ctx)
+
+
+@register_section("least-squares", "Least squares on the NIST StRD problems")
+def section_least_squares(ctx: ReportContext) -> SectionResult:
+    from . import least_squares_bench
+
+    return least_squares_bench.report_section(ctx)
+
+
 @register_section("provenance", "Machine and provenance")
 def section_provenance(ctx: ReportContext) -> SectionResult:
     records = ctx.cache.get("records") or []

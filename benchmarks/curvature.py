@@ -1,0 +1,97 @@
+"""Curvature operators and the K-FAC optimizer (asv).
+
+* ``GGNVectorProduct.time_ggn_vp_optlib`` / ``time_ggn_vp_curvlinops``: one GGN-vector product of
+  ``optlib.curvature.GGN`` or of curvlinops' ``GGNLinearOperator`` on the same MLP, batch and flat vector
+  (cross-entropy, float32; shape sets below). curvlinops is optional: without it the curvlinops benchmark is
+  skipped (``NotImplementedError`` in ``setup``).
+* ``Ratios.track_ratio_ggn_vp``: median optlib time / median curvlinops time, measured in one process with
+  the two interleaved call by call after a warm-up (``scale.curvature_bench.ggn_vp_times``). Below 1: optlib
+  is faster. Absolute times move with the machine's load; this ratio is the number to watch.
+* ``Ratios.track_ratio_kfac_step``: median training-step time (forward, loss, backward, optimizer step) of
+  ``optlib.optim.KFAC`` / ``torch.optim.SGD`` on the same model and batch, interleaved
+  (``scale.curvature_bench.kfac_step_times``): K-FAC's overhead.
+
+Everything runs single-threaded (``torch.set_num_threads(1)``), as the report does.
+"""
+
+from __future__ import annotations
+
+from scale import curvature_bench as cb
+
+THREADS = 1
+# name -> (layer widths, batch size)
+SHAPES = {
+    "mlp-784-256-256-10-b128": ((784, 256, 256, 10), 128),
+    "mlp-64-32-10-b32": ((64, 32, 10), 32),
+}
+
+
+def _config(shape: str, **kw) -> cb.Config:
+    widths, batch = SHAPES[shape]
+    return cb.Config(widths=widths, batch_size=batch, threads=THREADS, **kw)
+
+
+def _single_thread():
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+
+class GGNVectorProduct:
+    """Wall time of one GGN-vector product."""
+
+    params = (list(SHAPES),)
+    param_names = ["shape"]
+    timeout = 300
+    number = 1
+    repeat = (3, 15, 20.0)
+    warmup_time = 0.0
+
+    def setup(self, shape):
+        import torch
+        from torch import nn
+
+        import optlib.curvature as oc
+
+        _single_thread()
+        model, X, y = cb.build(_config(shape))
+        self.ours = oc.GGN(model, nn.CrossEntropyLoss(), dict(model.named_parameters()), [(X, y)])
+        self.v = torch.randn(self.ours.n, dtype=X.dtype)
+        self.theirs = None
+        try:
+            import curvlinops
+        except ImportError:
+            return
+        self.theirs = curvlinops.GGNLinearOperator(model, nn.CrossEntropyLoss(), list(model.parameters()), [(X, y)],
+                                                   check_deterministic=False)
+        self.ours @ self.v  # first-call costs, untimed
+        self.theirs @ self.v
+
+    def time_ggn_vp_optlib(self, shape):
+        self.ours @ self.v
+
+    def time_ggn_vp_curvlinops(self, shape):
+        if self.theirs is None:
+            raise NotImplementedError("curvlinops is not installed")
+        self.theirs @ self.v
+
+
+class Ratios:
+    """Ratios measured in one process: GGN-vp optlib/curvlinops, training step K-FAC/SGD."""
+
+    params = (list(SHAPES),)
+    param_names = ["shape"]
+    timeout = 600
+
+    def track_ratio_ggn_vp(self, shape):
+        ratio = cb.ggn_vp_times(_config(shape, repeats=15, warmup=3))["ratio"]
+        if ratio is None:
+            raise NotImplementedError("curvlinops is not installed")
+        return ratio
+
+    track_ratio_ggn_vp.unit = "optlib/curvlinops"
+
+    def track_ratio_kfac_step(self, shape):
+        return cb.kfac_step_times(_config(shape, kfac_steps=20, warmup=3))["ratio_median"]
+
+    track_ratio_kfac_step.unit = "KFAC/SGD"

@@ -1,0 +1,395 @@
+"""Levenberg–Marquardt and Gauss–Newton against scipy on the NIST StRD nonlinear regression problems.
+
+``python -m scale.least_squares_bench`` runs, for every shipped NIST problem (27, three difficulty
+levels; :mod:`optlib.problems.nist`) and both of its starts, four solvers on the same residuals and
+analytic Jacobians:
+
+* ``optlib-lm``: :func:`optlib.least_squares.least_squares` with ``method="lm"`` (Moré 1978, the
+  algorithm of MINPACK's ``lmder``, solved through an SVD of the scaled Jacobian);
+* ``optlib-gn``: the same with ``method="gn"`` (Gauss–Newton with Armijo backtracking);
+* ``scipy-lm``: :func:`scipy.optimize.least_squares` with ``method="lm"`` (MINPACK's ``lmder``);
+* ``scipy-trf``: the same with ``method="trf"`` (scipy's trust-region reflective method).
+
+All share the tolerances (``ftol = xtol = gtol``, default 1e-15, the smallest that MINPACK meaningfully
+accepts) and the evaluation budget (``--max-nfev``, default 5000). Accuracy is the log relative error
+(LRE) of the returned parameters against NIST's certified values, the minimum over the parameters
+(McCullough 1998; 11 is the most the certified digits allow); a run "reaches" the certified values
+when its LRE is at least ``--lre-target`` (default 4). Cost is ``nfev`` (residual evaluations) and
+``njev`` (Jacobians; ours counts the Jacobian at the returned point when the last accepted step was
+not followed by one, scipy's ``lm`` does not). Time per solve is the median over ``--repeats`` runs,
+the solvers interleaved run by run in one process, with one thread in torch and in the BLAS pools;
+the headline is the ratio optlib time / scipy-lm time (scipy-lm is compiled MINPACK; ours is Python
+on numpy), measured in the same run.
+
+The summary answers the target "LM reaches the certified parameters on every problem, with no more
+function evaluations than scipy's lm on most of them": how many (problem, start) pairs LM reaches, how
+many scipy's lm reaches, and on how many of the pairs both reach ours uses at most scipy-lm's ``nfev``.
+
+Outputs in ``--out``: ``least_squares.json`` (configuration, provenance including the scipy version,
+one record per run) and ``least_squares.md`` (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SOLVERS = ("optlib-lm", "optlib-gn", "scipy-lm", "scipy-trf")
+ANCHOR = "scipy-lm"
+JSON_NAME = "least_squares.json"
+TABLE_NAME = "least_squares.md"
+
+
+@dataclass
+class Config:
+    """Everything one benchmark run depends on (recorded in the JSON)."""
+
+    problems: Sequence[str] | None = None  # None: every shipped problem
+    starts: Sequence[int] = (1, 2)
+    solvers: Sequence[str] = SOLVERS
+    tol: float = 1e-15
+    max_nfev: int = 5000
+    repeats: int = 5
+    threads: int = 1
+    lre_target: float = 4.0
+
+    def problem_names(self) -> list[str]:
+        from optlib.problems.nist import nist_problems
+
+        return list(self.problems) if self.problems else nist_problems()
+
+    def validate(self) -> None:
+        from optlib.problems.nist import nist_problems
+
+        known = nist_problems()
+        unknown = [p for p in (self.problems or ()) if p not in known]
+        if unknown:
+            raise ValueError(f"unknown problem(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        bad = [s for s in self.solvers if s not in SOLVERS]
+        if bad:
+            raise ValueError(f"unknown solver(s) {', '.join(bad)}; known: {', '.join(SOLVERS)}")
+        if ANCHOR not in self.solvers:
+            raise ValueError(f"--solvers must include the anchor {ANCHOR!r} (times are reported as ratios to it)")
+        if not set(self.starts) <= {1, 2} or not self.starts:
+            raise ValueError("--starts takes 1 and/or 2")
+        if not self.tol >= np.finfo(float).eps:
+            raise ValueError("--tol must be at least the machine epsilon (MINPACK rejects smaller ones)")
+        if self.max_nfev < 1 or self.repeats < 1 or self.threads < 1:
+            raise ValueError("--max-nfev, --repeats and --threads must be at least 1")
+
+
+@dataclass
+class Run:
+    """One solver on one (problem, start): accuracy, cost and the median time per solve."""
+
+    problem: str
+    difficulty: str
+    start: int
+    solver: str
+    lre: float
+    success: bool
+    nfev: int
+    njev: int | None
+    cost: float
+    rss_rel_error: float
+    time: float
+    times: list[float] = field(default_factory=list)
+    message: str = ""
+
+
+def _solve(solver: str, p: Any, x0: np.ndarray, cfg: Config) -> Any:
+    """One solve; returns the solver's result object."""
+    tols = dict(ftol=cfg.tol, xtol=cfg.tol, gtol=cfg.tol)
+    if solver.startswith("optlib"):
+        from optlib.least_squares import least_squares
+
+        return least_squares(p.residuals, x0, p.jacobian, method=solver.split("-")[1], max_nfev=cfg.max_nfev, **tols)
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return scipy_least_squares(p.residuals, x0, p.jacobian, method=solver.split("-")[1], max_nfev=cfg.max_nfev,
+                                   **tols)
+
+
+def run_problem(name: str, start: int, cfg: Config) -> list[Run]:
+    """Every configured solver on one (problem, start); times interleaved over ``cfg.repeats`` rounds."""
+    from optlib.problems.nist import load_nist
+
+    p = load_nist(name)
+    x0 = p.start(start)
+    results: dict[str, Any] = {}
+    times: dict[str, list[float]] = {s: [] for s in cfg.solvers}
+    for s in cfg.solvers:  # warm-up (first-call costs), also the run whose numbers are reported
+        results[s] = _solve(s, p, x0, cfg)
+    for _ in range(cfg.repeats):
+        for s in cfg.solvers:
+            t0 = time.perf_counter()
+            _solve(s, p, x0, cfg)
+            times[s].append(time.perf_counter() - t0)
+    runs = []
+    for s in cfg.solvers:
+        res = results[s]
+        x = np.asarray(res.x, dtype=float)
+        rss = float(np.sum(np.asarray(res.fun, dtype=float) ** 2))
+        runs.append(Run(
+            problem=name, difficulty=p.difficulty, start=start, solver=s, lre=p.min_lre(x),
+            success=bool(res.success), nfev=int(res.nfev), njev=None if res.njev is None else int(res.njev),
+            cost=0.5 * rss, rss_rel_error=abs(rss - p.certified_rss) / p.certified_rss,
+            time=statistics.median(times[s]), times=times[s], message=str(res.message),
+        ))
+    return runs
+
+
+def summarize(runs: Sequence[Run], lre_target: float) -> dict[str, Any]:
+    """Reached counts, nfev comparison with scipy-lm and time ratios (see the module docstring)."""
+    by = {(r.problem, r.start, r.solver): r for r in runs}
+    pairs = sorted({(r.problem, r.start) for r in runs}, key=lambda k: (k[0], k[1]))
+    solvers = sorted({r.solver for r in runs}, key=SOLVERS.index)
+    out: dict[str, Any] = {"pairs": len(pairs), "lre_target": lre_target, "solvers": {}}
+    for s in solvers:
+        reached = [k for k in pairs if by[(*k, s)].lre >= lre_target]
+        ratios = [by[(*k, s)].time / by[(*k, ANCHOR)].time for k in pairs]
+        out["solvers"][s] = {
+            "reached": len(reached),
+            "not_reached": [f"{k[0]} start {k[1]}" for k in pairs if k not in reached],
+            "median_lre": statistics.median(by[(*k, s)].lre for k in pairs),
+            "time_ratio_median": statistics.median(ratios),
+            "time_ratio_range": (min(ratios), max(ratios)),
+        }
+    if "optlib-lm" in solvers:
+        both = [k for k in pairs if by[(*k, "optlib-lm")].lre >= lre_target and by[(*k, ANCHOR)].lre >= lre_target]
+        fewer = [k for k in both if by[(*k, "optlib-lm")].nfev <= by[(*k, ANCHOR)].nfev]
+        out["lm_vs_scipy_lm"] = {
+            "both_reached": len(both),
+            "nfev_le_scipy": len(fewer),
+            "nfev_equal": sum(by[(*k, "optlib-lm")].nfev == by[(*k, ANCHOR)].nfev for k in both),
+            "nfev_more": [f"{k[0]} start {k[1]} ({by[(*k, 'optlib-lm')].nfev} vs {by[(*k, ANCHOR)].nfev})"
+                          for k in both if k not in fewer],
+            "only_lm_reached": [f"{k[0]} start {k[1]}" for k in pairs
+                                if by[(*k, "optlib-lm")].lre >= lre_target > by[(*k, ANCHOR)].lre],
+            "only_scipy_reached": [f"{k[0]} start {k[1]}" for k in pairs
+                                   if by[(*k, ANCHOR)].lre >= lre_target > by[(*k, "optlib-lm")].lre],
+        }
+    return out
+
+
+def provenance(threads: int) -> dict[str, Any]:
+    from . import compare
+
+    prov = compare.provenance()
+    prov["env-benchmark_threads"] = threads
+    return prov
+
+
+def run_benchmark(cfg: Config, *, progress: bool = True, out: Path | None = None) -> dict[str, Any]:
+    """Run the whole table; write the JSON and the Markdown table when ``out`` is given."""
+    from . import compare
+
+    cfg.validate()
+    jobs = [(name, s) for name in cfg.problem_names() for s in cfg.starts]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="NIST least squares", leave=False)
+    runs: list[Run] = []
+    with compare.thread_limit(cfg.threads):
+        prov = provenance(cfg.threads)
+        for name, start in jobs:
+            runs.extend(run_problem(name, start, cfg))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    result = {
+        "config": asdict(cfg) | {"problems": cfg.problem_names()},
+        "provenance": prov,
+        "runs": [asdict(r) for r in runs],
+        "summary": summarize(runs, cfg.lre_target),
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / JSON_NAME).write_text(json.dumps(_json_safe(result), indent=1))
+        (out / TABLE_NAME).write_text(format_table(result) + "\n\n" + format_summary(result) + "\n")
+    return result
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+# ---------------------------------------------------------------------------------------- formatting
+def _fmt(x: float, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
+def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per (problem, start); LRE, nfev/njev and time ratio per solver."""
+    runs = [Run(**r) for r in result["runs"]]
+    solvers = [s for s in SOLVERS if any(r.solver == s for r in runs)]
+    by = {(r.problem, r.start, r.solver): r for r in runs}
+    target = result["config"]["lre_target"]
+    header = ["problem", "level", "start"]
+    header += [f"LRE {s}" for s in solvers]
+    header += [f"nfev/njev {s}" for s in solvers]
+    header += [f"time {s} / {ANCHOR}" for s in solvers if s != ANCHOR] + [f"{ANCHOR} time"]
+    rows = []
+    order = list(dict.fromkeys((r.problem, r.start) for r in runs))
+    for name, start in order:
+        row = [name, by[(name, start, solvers[0])].difficulty, str(start)]
+        for s in solvers:
+            r = by[(name, start, s)]
+            row.append(f"{r.lre:.1f}" + ("" if r.lre >= target else " ✗"))
+        for s in solvers:
+            r = by[(name, start, s)]
+            row.append(f"{r.nfev}/{'—' if r.njev is None else r.njev}" + ("" if r.success else " (fail)"))
+        anchor = by[(name, start, ANCHOR)].time
+        row += [_fmt(by[(name, start, s)].time / anchor) for s in solvers if s != ANCHOR]
+        row.append(f"{anchor * 1e3:.2f} ms")
+        rows.append(row)
+    return header, rows
+
+
+def format_table(result: dict[str, Any]) -> str:
+    header, rows = table_rows(result)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    cfg = result["config"]
+    lines = [
+        f"{s['pairs']} (problem, start) pairs; tolerances {cfg['tol']:g}, budget {cfg['max_nfev']} evaluations, "
+        f"LRE target {cfg['lre_target']:g}; {cfg['repeats']} timed repeats, {cfg['threads']} thread(s).",
+    ]
+    for name, v in s["solvers"].items():
+        lo, hi = v["time_ratio_range"]
+        lines.append(
+            f"- {name}: reaches the certified values on {v['reached']}/{s['pairs']} "
+            f"(median LRE {v['median_lre']:.1f}); "
+            f"time / {ANCHOR}: median {v['time_ratio_median']:.2f} (range {lo:.2f} – {hi:.2f})"
+            + (f"; not reached: {', '.join(v['not_reached'])}" if v["not_reached"] else "")
+        )
+    if "lm_vs_scipy_lm" in s:
+        c = s["lm_vs_scipy_lm"]
+        lines.append(
+            f"- optlib-lm vs {ANCHOR}: both reach on {c['both_reached']} pairs; optlib-lm uses no more function "
+            f"evaluations on {c['nfev_le_scipy']} of them ({c['nfev_equal']} equal)"
+            + (f"; more on {', '.join(c['nfev_more'])}" if c["nfev_more"] else "")
+            + (f"; only optlib-lm reaches: {', '.join(c['only_lm_reached'])}" if c["only_lm_reached"] else "")
+            + (f"; only {ANCHOR} reaches: {', '.join(c['only_scipy_reached'])}" if c["only_scipy_reached"] else "")
+        )
+    prov = result["provenance"]
+    lines.append(f"- scipy {prov.get('version-scipy')}, numpy {prov.get('version-numpy')}, torch "
+                 f"{prov.get('version-torch')}; load average {prov.get('env-loadavg')}.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- report section
+# Quick report mode: one problem per difficulty level, one timed repeat.
+SMOKE_PROBLEMS = ("Misra1a", "Kirby2", "MGH10")
+
+
+def report_section(ctx) -> Any:
+    """The report's "Least squares on the NIST StRD problems" section (to be registered in
+    :mod:`scale.report`)."""
+    from .report import SectionResult, md_table
+
+    smoke = ctx.config.mode == "quick"
+    cfg = Config(problems=SMOKE_PROBLEMS if smoke else None, repeats=1 if smoke else 3,
+                 threads=ctx.config.threads or 1)
+    result = run_benchmark(cfg, progress=ctx.config.progress, out=None)
+    ctx.cache["least_squares"] = result
+    header, rows = table_rows(result)
+    text = (
+        "**Levenberg–Marquardt and Gauss–Newton on the NIST StRD nonlinear regression problems.** "
+        "`optlib-lm` is Moré's (1978) trust-region Levenberg–Marquardt with Marquardt scaling, the "
+        "algorithm of MINPACK's `lmder` that `scipy-lm` wraps, solved here through an SVD of the scaled "
+        "Jacobian; `optlib-gn` is Gauss–Newton with Armijo backtracking; `scipy-trf` is scipy's "
+        "trust-region reflective method. Same residuals, analytic Jacobians, tolerances and budget for all. "
+        "LRE: digits of the certified parameters reached (minimum over parameters, at most 11); ✗ marks "
+        f"LRE < {cfg.lre_target:g}. Times: median per solve, ratio to `scipy-lm` in the same process "
+        "(below 1: faster than compiled MINPACK). `python -m scale.least_squares_bench` runs the full "
+        "table with more repeats.\n\n"
+        + format_summary(result) + "\n\n" + md_table(header, rows)
+    )
+    return SectionResult(text)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="python -m scale.least_squares_bench",
+        description=(
+            "Levenberg–Marquardt (Moré 1978) and Gauss–Newton from optlib.least_squares against "
+            "scipy.optimize.least_squares (method='lm', MINPACK; method='trf') on the 27 NIST StRD "
+            "nonlinear regression problems from both starts: log relative error to the certified "
+            "parameters, function and Jacobian evaluations, success, and time per solve as a ratio to "
+            "scipy's lm. Writes OUT/least_squares.json and OUT/least_squares.md and prints the table."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--problems", nargs="+", default=None, metavar="NAME",
+                   help="NIST problems (default: all 27, by difficulty)")
+    p.add_argument("--starts", nargs="+", type=int, default=list(d.starts), choices=(1, 2),
+                   help="NIST starting points")
+    p.add_argument("--solvers", nargs="+", default=list(d.solvers), choices=SOLVERS, metavar="NAME",
+                   help=f"solvers ({', '.join(SOLVERS)}); {ANCHOR} is the timing anchor and must be included")
+    p.add_argument("--tol", type=float, default=d.tol, help="ftol = xtol = gtol for every solver")
+    p.add_argument("--max-nfev", type=int, default=d.max_nfev, help="budget of residual evaluations per solve")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed solves per solver (median reported)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch and BLAS threads during the runs")
+    p.add_argument("--lre-target", type=float, default=d.lre_target,
+                   help="log relative error that counts as reaching the certified parameters")
+    p.add_argument("--out", type=Path, default=Path("reports/least_squares"), help="output folder (created if missing)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = Config(problems=args.problems, starts=tuple(args.starts), solvers=tuple(args.solvers), tol=args.tol,
+                 max_nfev=args.max_nfev, repeats=args.repeats, threads=args.threads, lre_target=args.lre_target)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = run_benchmark(cfg, progress=args.progress, out=args.out)
+    print(format_table(result))
+    print()
+    print(format_summary(result))
+    print(f"results written to {Path(args.out) / JSON_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
