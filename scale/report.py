@@ -410,6 +410,13 @@ def section_muon(ctx: ReportContext) -> SectionResult:
     return dropmuon.report_section(ctx)
 
 
+@register_section("unlearning", "Gauss–Newton unlearning")
+def section_unlearning(ctx: ReportContext) -> SectionResult:
+    from . import unlearn
+
+    return unlearn.report_section(ctx)
+
+
 @register_section("curvature", "Curvature: GGN products and K-FAC overhead")
 def section_curvature(ctx: ReportContext) -> SectionResult:
     from . import curvature_bench

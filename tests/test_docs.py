@@ -18,7 +18,8 @@ DOCS = ROOT / "docs"
 API_PAGE = DOCS / "api.md"
 
 # (package, names it exports) whose every public name must be on the API page.
-PUBLIC_PACKAGES = ("optlib", "optlib.second_order", "optlib.optim", "optlib.curvature", "optlib.least_squares")
+PUBLIC_PACKAGES = ("optlib", "optlib.second_order", "optlib.optim", "optlib.curvature", "optlib.least_squares",
+                   "optlib.unlearning")
 
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.MULTILINE)
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
