@@ -1,14 +1,22 @@
-"""Levenberg–Marquardt and Gauss–Newton against scipy on the NIST StRD nonlinear regression problems.
+r"""Levenberg–Marquardt and Gauss–Newton against scipy on the NIST StRD nonlinear regression problems.
 
 ``python -m scale.least_squares_bench`` runs, for every shipped NIST problem (27, three difficulty
-levels; :mod:`optlib.problems.nist`) and both of its starts, four solvers on the same residuals and
+levels; :mod:`optlib.problems.nist`) and both of its starts, six solvers on the same residuals and
 analytic Jacobians:
 
 * ``optlib-lm``: :func:`optlib.least_squares.least_squares` with ``method="lm"`` (Moré 1978, the
   algorithm of MINPACK's ``lmder``, solved through an SVD of the scaled Jacobian);
-* ``optlib-gn``: the same with ``method="gn"`` (Gauss–Newton with Armijo backtracking);
-* ``scipy-lm``: :func:`scipy.optimize.least_squares` with ``method="lm"`` (MINPACK's ``lmder``);
-* ``scipy-trf``: the same with ``method="trf"`` (scipy's trust-region reflective method).
+* ``optlib-lm-factor1``: the same with ``factor=1``, the variant with the initial step bound
+  :math:`\Delta_0 = \|D_0x_0\|` in place of MINPACK's :math:`100\|D_0x_0\|` (see "Initial step bound" in
+  :mod:`optlib.least_squares.lm`: it keeps BoxBOD's first step from start 1 off the plateau where
+  :math:`e^{-b_2x}` underflows);
+* ``optlib-gn``: ``method="gn"`` (Gauss–Newton with Armijo backtracking);
+* ``scipy-lm``: :func:`scipy.optimize.least_squares` with ``method="lm"`` (MINPACK's ``lmder``, ``factor``
+  100);
+* ``scipy-leastsq-factor1``: :func:`scipy.optimize.leastsq` with ``factor=1`` (MINPACK's ``lmder`` with the
+  variant's step bound: the reference for ``optlib-lm-factor1``);
+* ``scipy-trf``: :func:`scipy.optimize.least_squares` with ``method="trf"`` (scipy's trust-region
+  reflective method).
 
 All share the tolerances (``ftol = xtol = gtol``, default 1e-15, the smallest that MINPACK meaningfully
 accepts) and the evaluation budget (``--max-nfev``, default 5000). Accuracy is the log relative error
@@ -22,8 +30,9 @@ the headline is the ratio optlib time / scipy-lm time (scipy-lm is compiled MINP
 on numpy), measured in the same run.
 
 The summary answers the target "LM reaches the certified parameters on every problem, with no more
-function evaluations than scipy's lm on most of them": how many (problem, start) pairs LM reaches, how
-many scipy's lm reaches, and on how many of the pairs both reach ours uses at most scipy-lm's ``nfev``.
+function evaluations than scipy's lm on most of them": how many (problem, start) pairs LM (and its
+``factor=1`` variant) reaches, how many scipy's lm reaches, and on how many of the pairs both reach ours
+uses at most scipy-lm's ``nfev``.
 
 Outputs in ``--out``: ``least_squares.json`` (configuration, provenance including the scipy version,
 one record per run) and ``least_squares.md`` (the table).
@@ -41,12 +50,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-SOLVERS = ("optlib-lm", "optlib-gn", "scipy-lm", "scipy-trf")
+SOLVERS = ("optlib-lm", "optlib-lm-factor1", "optlib-gn", "scipy-lm", "scipy-leastsq-factor1", "scipy-trf")
 ANCHOR = "scipy-lm"
+# optlib solver -> options of optlib.least_squares.least_squares
+OPTLIB_OPTIONS: dict[str, dict[str, Any]] = {
+    "optlib-lm": {"method": "lm"},
+    "optlib-lm-factor1": {"method": "lm", "factor": 1.0},
+    "optlib-gn": {"method": "gn"},
+}
+# optlib Levenberg–Marquardt solvers compared with the anchor in the summary: solver -> summary key
+LM_COMPARISONS = {"optlib-lm": "lm_vs_scipy_lm", "optlib-lm-factor1": "lm_factor1_vs_scipy_lm"}
 JSON_NAME = "least_squares.json"
 TABLE_NAME = "least_squares.md"
 
@@ -109,16 +127,24 @@ class Run:
 
 
 def _solve(solver: str, p: Any, x0: np.ndarray, cfg: Config) -> Any:
-    """One solve; returns the solver's result object."""
+    """One solve; returns the solver's result object (``x``, ``fun``, ``nfev``, ``njev``, ``success``,
+    ``message``)."""
     tols = dict(ftol=cfg.tol, xtol=cfg.tol, gtol=cfg.tol)
-    if solver.startswith("optlib"):
+    if solver in OPTLIB_OPTIONS:
         from optlib.least_squares import least_squares
 
-        return least_squares(p.residuals, x0, p.jacobian, method=solver.split("-")[1], max_nfev=cfg.max_nfev, **tols)
-    from scipy.optimize import least_squares as scipy_least_squares
-
+        return least_squares(p.residuals, x0, p.jacobian, max_nfev=cfg.max_nfev, **OPTLIB_OPTIONS[solver], **tols)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
+        if solver == "scipy-leastsq-factor1":
+            from scipy.optimize import leastsq
+
+            x, _, info, message, ier = leastsq(p.residuals, x0, Dfun=p.jacobian, full_output=True, maxfev=cfg.max_nfev,
+                                               factor=1.0, **tols)
+            return SimpleNamespace(x=x, fun=info["fvec"], nfev=int(info["nfev"]), njev=info.get("njev"),
+                                   success=ier in (1, 2, 3, 4), message=str(message))
+        from scipy.optimize import least_squares as scipy_least_squares
+
         return scipy_least_squares(p.residuals, x0, p.jacobian, method=solver.split("-")[1], max_nfev=cfg.max_nfev,
                                    **tols)
 
@@ -168,19 +194,22 @@ def summarize(runs: Sequence[Run], lre_target: float) -> dict[str, Any]:
             "time_ratio_median": statistics.median(ratios),
             "time_ratio_range": (min(ratios), max(ratios)),
         }
-    if "optlib-lm" in solvers:
-        both = [k for k in pairs if by[(*k, "optlib-lm")].lre >= lre_target and by[(*k, ANCHOR)].lre >= lre_target]
-        fewer = [k for k in both if by[(*k, "optlib-lm")].nfev <= by[(*k, ANCHOR)].nfev]
-        out["lm_vs_scipy_lm"] = {
+    for lm, key in LM_COMPARISONS.items():
+        if lm not in solvers:
+            continue
+        both = [k for k in pairs if by[(*k, lm)].lre >= lre_target and by[(*k, ANCHOR)].lre >= lre_target]
+        fewer = [k for k in both if by[(*k, lm)].nfev <= by[(*k, ANCHOR)].nfev]
+        out[key] = {
+            "solver": lm,
             "both_reached": len(both),
             "nfev_le_scipy": len(fewer),
-            "nfev_equal": sum(by[(*k, "optlib-lm")].nfev == by[(*k, ANCHOR)].nfev for k in both),
-            "nfev_more": [f"{k[0]} start {k[1]} ({by[(*k, 'optlib-lm')].nfev} vs {by[(*k, ANCHOR)].nfev})"
+            "nfev_equal": sum(by[(*k, lm)].nfev == by[(*k, ANCHOR)].nfev for k in both),
+            "nfev_more": [f"{k[0]} start {k[1]} ({by[(*k, lm)].nfev} vs {by[(*k, ANCHOR)].nfev})"
                           for k in both if k not in fewer],
             "only_lm_reached": [f"{k[0]} start {k[1]}" for k in pairs
-                                if by[(*k, "optlib-lm")].lre >= lre_target > by[(*k, ANCHOR)].lre],
+                                if by[(*k, lm)].lre >= lre_target > by[(*k, ANCHOR)].lre],
             "only_scipy_reached": [f"{k[0]} start {k[1]}" for k in pairs
-                                   if by[(*k, ANCHOR)].lre >= lre_target > by[(*k, "optlib-lm")].lre],
+                                   if by[(*k, ANCHOR)].lre >= lre_target > by[(*k, lm)].lre],
         }
     return out
 
@@ -297,13 +326,15 @@ def format_summary(result: dict[str, Any]) -> str:
             f"time / {ANCHOR}: median {v['time_ratio_median']:.2f} (range {lo:.2f} – {hi:.2f})"
             + (f"; not reached: {', '.join(v['not_reached'])}" if v["not_reached"] else "")
         )
-    if "lm_vs_scipy_lm" in s:
-        c = s["lm_vs_scipy_lm"]
+    for lm, key in LM_COMPARISONS.items():
+        if key not in s:
+            continue
+        c = s[key]
         lines.append(
-            f"- optlib-lm vs {ANCHOR}: both reach on {c['both_reached']} pairs; optlib-lm uses no more function "
+            f"- {lm} vs {ANCHOR}: both reach on {c['both_reached']} pairs; {lm} uses no more function "
             f"evaluations on {c['nfev_le_scipy']} of them ({c['nfev_equal']} equal)"
             + (f"; more on {', '.join(c['nfev_more'])}" if c["nfev_more"] else "")
-            + (f"; only optlib-lm reaches: {', '.join(c['only_lm_reached'])}" if c["only_lm_reached"] else "")
+            + (f"; only {lm} reaches: {', '.join(c['only_lm_reached'])}" if c["only_lm_reached"] else "")
             + (f"; only {ANCHOR} reaches: {', '.join(c['only_scipy_reached'])}" if c["only_scipy_reached"] else "")
         )
     prov = result["provenance"]
@@ -332,7 +363,9 @@ def report_section(ctx) -> Any:
         "**Levenberg–Marquardt and Gauss–Newton on the NIST StRD nonlinear regression problems.** "
         "`optlib-lm` is Moré's (1978) trust-region Levenberg–Marquardt with Marquardt scaling, the "
         "algorithm of MINPACK's `lmder` that `scipy-lm` wraps, solved here through an SVD of the scaled "
-        "Jacobian; `optlib-gn` is Gauss–Newton with Armijo backtracking; `scipy-trf` is scipy's "
+        "Jacobian; `optlib-lm-factor1` is the same with the initial step bound `factor=1` in place of "
+        "MINPACK's 100 (the variant for starts far from the solution; `scipy-leastsq-factor1` is MINPACK "
+        "with that bound); `optlib-gn` is Gauss–Newton with Armijo backtracking; `scipy-trf` is scipy's "
         "trust-region reflective method. Same residuals, analytic Jacobians, tolerances and budget for all. "
         "LRE: digits of the certified parameters reached (minimum over parameters, at most 11); ✗ marks "
         f"LRE < {cfg.lre_target:g}. Times: median per solve, ratio to `scipy-lm` in the same process "
@@ -349,8 +382,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m scale.least_squares_bench",
         description=(
-            "Levenberg–Marquardt (Moré 1978) and Gauss–Newton from optlib.least_squares against "
-            "scipy.optimize.least_squares (method='lm', MINPACK; method='trf') on the 27 NIST StRD "
+            "Levenberg–Marquardt (Moré 1978; MINPACK's initial step bound and the factor=1 variant) and "
+            "Gauss–Newton from optlib.least_squares against scipy.optimize.least_squares (method='lm', "
+            "MINPACK; method='trf') and scipy.optimize.leastsq (factor=1) on the 27 NIST StRD "
             "nonlinear regression problems from both starts: log relative error to the certified "
             "parameters, function and Jacobian evaluations, success, and time per solve as a ratio to "
             "scipy's lm. Writes OUT/least_squares.json and OUT/least_squares.md and prints the table."

@@ -16,9 +16,10 @@ import scipy.sparse
 import torch
 from scipy.optimize import Bounds
 from scipy.optimize import least_squares as scipy_least_squares
+from scipy.optimize import leastsq
 
 import optlib
-from optlib.least_squares import ArmijoRule, ScaledLeastSquares, least_squares
+from optlib.least_squares import ArmijoRule, ScaledLeastSquares, TrustRegionRule, least_squares
 from optlib.problems import rosenbrock, rosenbrock_nle
 from optlib.result import CALLBACK_STOP, INNER_SEARCH_EXHAUSTED, MAXITER, NUMERICAL_FAILURE, SUCCESS
 
@@ -104,6 +105,44 @@ def test_lm_agrees_with_scipy_lm_on_a_residual_problem(x0):
     np.testing.assert_allclose(ours.x, ref.x, rtol=1e-9)
     assert ours.cost == pytest.approx(ref.cost, rel=1e-12)
     assert abs(ours.nfev - ref.nfev) <= 3
+
+
+@pytest.mark.parametrize("factor", [0.1, 1.0, 10.0, 100.0])
+@pytest.mark.parametrize("problem", ["rosen", "expo1", "expo2"])
+def test_lm_factor_reproduces_minpack_leastsq(problem, factor):
+    """The initial step bound is MINPACK's ``factor``: the same evaluations and solution as
+    scipy.optimize.leastsq (lmder) with that factor and the same tolerances."""
+    fun, jac, x0 = {"rosen": (rosen, rosen_jac, [-1.2, 1.0]), "expo1": (expo, expo_jac, [1.0, 1.0, 0.0]),
+                    "expo2": (expo, expo_jac, [5.0, 0.2, 2.0])}[problem]
+    tols = dict(ftol=1e-8, xtol=1e-8, gtol=1e-8)
+    ours = least_squares(fun, x0, jac, factor=factor, **tols)
+    x, _, info, _, ier = leastsq(fun, x0, Dfun=jac, full_output=True, factor=factor, **tols)
+    assert ours.success and ier in (1, 2, 3, 4)
+    assert ours.nfev == info["nfev"]
+    np.testing.assert_allclose(ours.x, x, rtol=1e-10, atol=1e-12)
+
+
+def test_default_factor_is_minpacks_100():
+    assert TrustRegionRule().factor == 100.0 and TrustRegionRule(factor=2).factor == 2.0
+    runs = [least_squares(expo, [5.0, 0.2, 2.0], expo_jac, **kw)
+            for kw in ({}, {"factor": 100.0}, {"rule": TrustRegionRule(factor=100.0)})]
+    assert len({r.nfev for r in runs}) == 1 and all(np.array_equal(r.x, runs[0].x) for r in runs)
+    # and a different factor is a different run
+    assert least_squares(expo, [5.0, 0.2, 2.0], expo_jac, factor=1.0).nfev != runs[0].nfev
+
+
+def test_factor_bad_input():
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="factor .*positive and finite"):
+            least_squares(rosen, [-1.2, 1.0], rosen_jac, factor=bad)
+    with pytest.raises(ValueError, match="factor .*must be a number"):
+        least_squares(rosen, [-1.2, 1.0], rosen_jac, factor="large")
+    with pytest.raises(ValueError, match="positive and finite"):
+        TrustRegionRule(factor=-2.0)
+    with pytest.raises(ValueError, match="option of method 'lm'"):
+        least_squares(rosen, [-1.2, 1.0], rosen_jac, method="gn", factor=1.0)
+    with pytest.raises(ValueError, match="not both"):
+        least_squares(rosen, [-1.2, 1.0], rosen_jac, factor=1.0, rule=TrustRegionRule())
 
 
 def test_gauss_newton_agrees_with_scipy_on_the_solution():

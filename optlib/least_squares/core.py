@@ -13,7 +13,7 @@ from ..result import OptimizeResult
 from ._common import check_bounds, check_tolerances, check_x_scale, finish
 from ._oracle import ResidualOracle
 from .gn import ArmijoRule, run_gn
-from .lm import TrustRegionRule, run_lm
+from .lm import TrustRegionRule, check_factor, run_lm
 
 Tensor = torch.Tensor
 
@@ -39,6 +39,7 @@ def least_squares(
     loss: str = "linear",
     maxiter: int | None = None,
     rule: TrustRegionRule | ArmijoRule | None = None,
+    factor: float | None = None,
     max_nonfinite: int = 10,
     progress: bool = False,
 ) -> OptimizeResult:
@@ -94,6 +95,15 @@ def least_squares(
         Bound on accepted iterations (an optlib extension; scipy has none).
     rule : TrustRegionRule or ArmijoRule, optional
         The method's update rules (for variants and tests); defaults to the published ones.
+    factor : float, optional
+        ``method="lm"`` only: the initial step bound :math:`\Delta_0 = \texttt{factor}\cdot\|D_0x_0\|`
+        (MINPACK's ``factor``, as in :func:`scipy.optimize.leastsq`; positive, MINPACK recommends
+        :math:`(0.1, 100)`). ``None``: 100, MINPACK's default and the value
+        ``scipy.optimize.least_squares(method="lm")`` uses. ``factor=1`` is the variant for starts far from
+        the solution: it keeps the first step from carrying a parameter whose Jacobian column is small at
+        ``x0`` onto a plateau where that column underflows and the run stalls (NIST's BoxBOD from start 1;
+        see "Initial step bound" in :mod:`optlib.least_squares.lm`). Not combined with ``rule`` (give
+        ``TrustRegionRule(factor=...)`` there instead).
     max_nonfinite : int
         Levenberg–Marquardt stops with ``success=False`` after this many consecutive trial points with
         non-finite residuals.
@@ -121,7 +131,8 @@ def least_squares(
     ------
     ValueError
         Unknown ``method``/``jac``/``loss``; bounds; ``m < n``; a Jacobian of the wrong shape;
-        residuals that are not finite at ``x0``; tolerances below the machine epsilon.
+        residuals that are not finite at ``x0``; tolerances below the machine epsilon; a ``factor`` that
+        is not positive and finite, or given with ``method="gn"`` or together with a ``rule``.
 
     Notes
     -----
@@ -141,6 +152,13 @@ def least_squares(
             "scipy.optimize.least_squares(method='trf') for robust losses"
         )
     ftol, xtol, gtol = check_tolerances(ftol, xtol, gtol)
+    if factor is not None:
+        if meth != "lm":
+            raise ValueError(
+                "factor (the initial step bound) is an option of method 'lm' (Levenberg–Marquardt); "
+                "method 'gn' (Gauss–Newton) has no trust region"
+            )
+        factor = check_factor(factor)
     oracle = ResidualOracle(fun, x0, jac, args=args, kwargs=kwargs, diff_step=diff_step)
     n = oracle.n
     check_bounds(bounds, n, meth)
@@ -158,6 +176,13 @@ def least_squares(
     if meth == "lm":
         if rule is not None and not isinstance(rule, TrustRegionRule):
             raise TypeError(f"method 'lm' takes a TrustRegionRule, got {type(rule).__name__}")
+        if factor is not None:
+            if rule is not None:
+                raise ValueError(
+                    "give the initial step bound either as factor= or in the rule (TrustRegionRule(factor=...)), "
+                    "not both"
+                )
+            rule = TrustRegionRule(factor=factor)
         state, rec = run_lm(oracle, rule=rule, max_nonfinite=int(max_nonfinite), **common)
     else:
         if rule is not None and not isinstance(rule, ArmijoRule):
@@ -205,7 +230,7 @@ def levenberg_marquardt(
     ``outer`` that is a positive multiple of :math:`\|u\|^2`); the minimizers are those of
     :math:`\tfrac12\|u\|^2`, which :func:`least_squares` minimizes with the problem's residual and
     Jacobian oracles (counted as ``nres``/``njac``). ``options`` are :func:`least_squares`'s (``ftol``,
-    ``xtol``, ``gtol``, ``max_nfev``, ``x_scale``, ``maxiter``, ``rule``, ...).
+    ``xtol``, ``gtol``, ``max_nfev``, ``x_scale``, ``maxiter``, ``rule``, ``factor``, ...).
 
     Returns
     -------
