@@ -410,6 +410,13 @@ def section_muon(ctx: ReportContext) -> SectionResult:
     return dropmuon.report_section(ctx)
 
 
+@register_section("training", "Training a small GPT: AdamW, Muon and Drop-Muon")
+def section_training(ctx: ReportContext) -> SectionResult:
+    from . import train_bench
+
+    return train_bench.report_section(ctx)
+
+
 @register_section("unlearning", "Gauss–Newton unlearning")
 def section_unlearning(ctx: ReportContext) -> SectionResult:
     from . import unlearn

@@ -43,7 +43,25 @@ def fake_theory(monkeypatch):
     return checks
 
 
-def test_quick_report_writes_every_file_and_section(tmp_path, fake_theory):
+def _tiny_training_tier(tmp_path, monkeypatch) -> None:
+    """The training section's quick tier shrunk to a 2-block GPT on 30,000 characters (a few seconds)."""
+    from scale import train_bench
+    from scale.data import load_corpus
+
+    corpus = load_corpus("shakespeare")
+    path = tmp_path / "tiny.txt"
+    path.write_text(corpus.decode(corpus.train[:30_000]), encoding="utf-8")
+    tiny = (f"data.corpus={path}", "model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
+            "data.batch_size=4", "run.eval_iters=2")
+    monkeypatch.setitem(train_bench.REPORT_TIERS, "quick", {
+        "throughput": dict(steps=2, warmup=1, rounds=1, overrides=tiny),
+        "quality": dict(seeds=1, max_iters=4, warmup=1, eval_interval=2, target=None, overrides=tiny),
+        "scaling": dict(steps=24, warmup=3, smooth=5, overrides=tiny),
+    })
+
+
+def test_quick_report_writes_every_file_and_section(tmp_path, fake_theory, monkeypatch):
+    _tiny_training_tier(tmp_path, monkeypatch)
     config = report.ReportConfig(
         out=tmp_path / "rep", mode="quick", problems=["tiny"], solvers=SOLVERS,
         extra_problems={"tiny": tiny_logistic}, progress=False,

@@ -1,0 +1,877 @@
+r"""``python -m scale.train``: a nanoGPT-style trainer for :class:`scale.model.GPT` with optlib's optimizers.
+
+Usage::
+
+    python -m scale.train --preset shakespeare-char-cpu                     # minutes on a laptop CPU
+    python -m scale.train --config scale/configs/muon.toml --optim.lr 3e-3  # TOML, then dotted overrides
+    python -m scale.train --help                                            # every option, with defaults
+    torchrun --standalone --nproc_per_node=2 -m scale.train --preset ...    # data parallel (gloo on CPU)
+
+From Python, :func:`train` takes a :class:`scale.config.TrainConfig` and returns a summary dict; :func:`main`
+is the command line.
+
+Optimizers (``optim.name``):
+
+- ``adamw``: ``torch.optim.AdamW`` (Loshchilov & Hutter, ICLR 2019), weight decay on parameters with two or
+  more dimensions only (embeddings and matrices; biases and norm gains get none), as nanoGPT does.
+- ``muon``: :class:`optlib.optim.MuonWithAdamW` over :func:`optlib.optim.muon_param_groups`: the hidden
+  matrices of the blocks take Muon steps (Jordan et al. 2024), the token/position embeddings, the head, norms
+  and biases take AdamW steps (the AdamW part split into decayed 2-D and undecayed 1-D groups as above).
+- ``dropmuon``: :class:`optlib.optim.DropMuon` (Gruntkowska, Maziane, Qu & Richtárik 2025, arXiv:2510.02239)
+  over :func:`optlib.optim.layer_param_groups` of ``model.blocks``, ``torch.optim.AdamW`` on every other
+  parameter. Each step draws a cutoff :math:`s` (``opt.sample_cutoff(progress)``, progress = step / max_iters),
+  runs ``model(x, y, cutoff=s)`` so the embeddings and ``blocks[:s]`` run without autograd, and the backward
+  pass stops at block :math:`s`: only the blocks :math:`\ge s` (and the head) get gradients and updates;
+  AdamW skips the frozen parameters since their ``.grad`` is ``None``.
+
+Every param group's learning rate is its peak value times the schedule's multiplier
+(``torch.optim.lr_scheduler.LambdaLR`` over :func:`scale.schedules.make_schedule`); with ``wsd_s`` a
+checkpoint (and an evaluation) is written at every decay end.
+
+Distributed: when ``WORLD_SIZE > 1`` (set by ``torchrun``) the process group is initialised (gloo on CPU,
+nccl on CUDA) and the model is wrapped in ``DistributedDataParallel`` (``run.parallel = "ddp"``) or sharded
+with FSDP2's ``fully_shard`` per block and at the root (``"fsdp"``; AdamW only, since Muon orthogonalizes
+whole matrices). The sampler hands each rank a contiguous slice of the same global batch, so the loss curve
+equals the one-process curve up to floating-point reordering. Muon-family optimizers get
+``distributed=True`` (each rank orthogonalizes its share of the matrices, then all-gather). Drop-Muon's
+cutoff sampler is seeded identically on every rank, so all ranks draw the same cutoff; the parameters below
+the cutoff are then unused in that step and DDP runs with ``find_unused_parameters=True``, which leaves their
+``.grad`` at ``None`` (a parameter unused on every rank is not written by the reducer), so the frozen blocks
+stay frozen and Drop-Muon's ``frozen_with_grad`` counter stays 0. Why this and not the frozen part outside
+DDP: a DDP wrapper is tied to a fixed parameter set, so "outside DDP" means dropping DDP for a manual
+all-reduce of the existing gradients after the backward pass. On 2 gloo ranks that saved some communication
+at uniform cutoffs but gave up DDP's overlap of the all-reduce with the backward pass, while
+``find_unused_parameters=True`` cost nothing measurable at cutoff 0 against plain DDP (its extra graph
+traversal is short for a few blocks). Rank 0 logs and saves.
+
+Checkpoints and exact resume: see :mod:`scale.checkpoint`. Metrics: see :mod:`scale.metrics`. Evaluation
+runs on fixed validation windows (:func:`scale.data.eval_windows`) every ``run.eval_interval`` steps with the
+training clock paused (AlgoPerf's convention). A non-finite training loss stops the run with the step in the
+error (:class:`NonFiniteLossError`), before any update or checkpoint of that step, so the last good checkpoint
+stays the latest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import optlib
+from optlib.optim import DropMuon, MuonWithAdamW, layer_param_groups, muon_param_groups
+from optlib.optim.progressive import epoch_shift, linear_shift
+
+from .checkpoint import (
+    FORMAT,
+    CheckpointError,
+    capture_rng,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng,
+    save_atomic,
+)
+from .config import (
+    TrainConfig,
+    config_to_dict,
+    config_to_toml,
+    diff_configs,
+    parse_cli,
+)
+from .data import BatchSampler, eval_windows, load_corpus
+from .metrics import MetricsWriter, plot_loss_curve, read_metrics, truncate_after
+from .model import GPT
+from .schedules import LRSchedule, make_schedule
+
+__all__ = [
+    "CheckpointError",
+    "DistContext",
+    "NonFiniteLossError",
+    "build_optimizers",
+    "build_schedule",
+    "evaluate",
+    "main",
+    "setup_distributed",
+    "train",
+]
+
+METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "loss.png"
+NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "none": None}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss (or the gradient norm) became NaN or infinite; ``step`` is the update that was being
+    computed, ``checkpoint`` the last one written (or None)."""
+
+    def __init__(self, message: str, step: int, value: float, checkpoint: str | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.value = value
+        self.checkpoint = checkpoint
+
+
+# ------------------------------------------------------------------------------------------ distributed
+@dataclass
+class DistContext:
+    """Where this process runs: rank, world size, device, and whether it initialised the process group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def _resolve_device(spec: str, local_rank: int, world_size: int) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise ValueError(f"run.device: invalid device {spec!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"run.device={spec!r} but CUDA is not available; use run.device=cpu")
+        if world_size > 1:
+            device = torch.device("cuda", local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type != "cpu":
+        raise ValueError(f"run.device: unsupported device type {device.type!r} (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def setup_distributed(config: TrainConfig) -> DistContext:
+    """Read torchrun's environment; initialise the default process group when ``WORLD_SIZE > 1``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(device=_resolve_device(config.run.device, 0, 1))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    device = _resolve_device(config.run.device, local_rank, world)
+    owns = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
+                       device=device, owns_group=owns)
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _check_config(config: TrainConfig, ctx: DistContext) -> None:
+    """Errors the consumers (model, data, schedules, optimizers) would not phrase in terms of the config."""
+    r, d, o = config.run, config.data, config.optim
+
+    def positive(key: str, v, allow_zero: bool = False) -> None:
+        lo = 0 if allow_zero else 1
+        if v < lo:
+            raise ValueError(f"{key} must be >= {lo}, got {v}")
+
+    positive("run.max_iters", r.max_iters)
+    positive("run.log_interval", r.log_interval)
+    positive("run.eval_iters", r.eval_iters)
+    positive("run.eval_interval", r.eval_interval, allow_zero=True)
+    positive("run.ckpt_interval", r.ckpt_interval, allow_zero=True)
+    positive("run.keep_checkpoints", r.keep_checkpoints, allow_zero=True)
+    positive("run.threads", r.threads, allow_zero=True)
+    positive("data.batch_size", d.batch_size)
+    positive("schedule.warmup", config.schedule.warmup, allow_zero=True)
+    if d.batch_size % ctx.world_size:
+        raise ValueError(f"data.batch_size={d.batch_size} (global rows) is not divisible by the world size "
+                         f"{ctx.world_size}")
+    for key in ("lr", "muon_lr"):
+        v = getattr(o, key)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"optim.{key} must be a finite number > 0, got {v!r}")
+    for key in ("weight_decay", "muon_weight_decay", "grad_clip", "eps"):
+        v = getattr(o, key)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"optim.{key} must be a finite number >= 0, got {v!r}")
+    for key in ("beta1", "beta2", "muon_momentum"):
+        v = getattr(o, key)
+        if not 0 <= v < 1:
+            raise ValueError(f"optim.{key} must lie in [0, 1), got {v!r}")
+    if ctx.distributed and r.parallel == "fsdp" and o.name != "adamw":
+        raise ValueError(f"run.parallel='fsdp' supports optim.name='adamw' only: {o.name} orthogonalizes whole "
+                         "weight matrices, which FSDP shards across ranks; use run.parallel='ddp'")
+
+
+# ------------------------------------------------------------------------------------------ optimizers
+def _adamw_groups(named: Sequence[tuple[str, nn.Parameter]], *, lr: float, weight_decay: float,
+                  **extra) -> list[dict]:
+    """nanoGPT's split: parameters with ``ndim >= 2`` decayed, the others not; empty groups left out."""
+    decay = [(n, p) for n, p in named if p.ndim >= 2]
+    no_decay = [(n, p) for n, p in named if p.ndim < 2]
+    groups = []
+    for items, wd in ((decay, weight_decay), (no_decay, 0.0)):
+        if items:
+            groups.append(dict(params=[p for _, p in items], param_names=[n for n, _ in items], lr=lr,
+                               weight_decay=wd, **extra))
+    return groups
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _cutoff_distribution(config: TrainConfig):
+    n = config.model.n_layer
+    kind = config.optim.cutoff_sampler
+    if kind == "uniform":
+        return "uniform"
+    if kind == "epoch_shift":
+        return epoch_shift(n, config.optim.shift_alpha)
+    if kind == "linear_shift":
+        return linear_shift(n)
+    raise ValueError(f"optim.cutoff_sampler: unknown {kind!r}; valid: uniform, epoch_shift, linear_shift")
+
+
+def build_optimizers(model: nn.Module, config: TrainConfig, *, world_size: int = 1,
+                     local_batch_size: int | None = None) -> tuple[list[torch.optim.Optimizer], DropMuon | None]:
+    """The optimizers of ``config.optim`` for ``model`` (a :class:`scale.model.GPT`, possibly FSDP-sharded).
+
+    Returns ``(optimizers, dropmuon)``: every optimizer steps each iteration; ``dropmuon`` is the
+    :class:`optlib.optim.DropMuon` among them (whose ``sample_cutoff`` gives the step's cutoff) or ``None``.
+    """
+    o = config.optim
+    betas = (o.beta1, o.beta2)
+    params = list(model.parameters())
+    # fused AdamW on CUDA; not on FSDP's DTensor parameters, where the foreach path is the tested one
+    fused_ok = params[0].device.type == "cuda" and not any(hasattr(p, "full_tensor") for p in params)
+    adamw_kw: dict[str, Any] = dict(betas=betas, eps=o.eps)
+    if o.name == "adamw":
+        groups = _adamw_groups(list(model.named_parameters()), lr=o.lr, weight_decay=o.weight_decay)
+        for g in groups:
+            g.pop("param_names")
+        return [torch.optim.AdamW(groups, lr=o.lr, fused=fused_ok or None, **adamw_kw)], None
+
+    muon_kw: dict[str, Any] = dict(lr=o.muon_lr, momentum=o.muon_momentum, nesterov=o.muon_nesterov,
+                                   weight_decay=o.muon_weight_decay, adjust_lr=o.muon_adjust_lr,
+                                   ns_steps=o.ns_steps, ns_dtype=NS_DTYPES[o.ns_dtype])
+    if o.name == "muon":
+        routed = muon_param_groups(model, muon_lr=o.muon_lr, adamw_lr=o.lr, muon_weight_decay=o.muon_weight_decay,
+                                   adamw_weight_decay=o.weight_decay, adamw_betas=betas, adamw_eps=o.eps)
+        groups = []
+        for g in routed:
+            if g["use_muon"]:
+                groups.append(g)
+            else:
+                named = list(zip(g["param_names"], g["params"]))
+                groups += _adamw_groups(named, lr=o.lr, weight_decay=o.weight_decay, use_muon=False,
+                                        betas=betas, eps=o.eps)
+        if world_size > 1 and _accepts(MuonWithAdamW.__init__, "distributed"):
+            muon_kw["distributed"] = True
+        opt = MuonWithAdamW(groups, adamw_lr=o.lr, adamw_betas=betas, adamw_eps=o.eps,
+                            adamw_weight_decay=o.weight_decay, **muon_kw)
+        return [opt], None
+
+    if o.name == "dropmuon":
+        blocks = model.blocks
+        n_layer = len(blocks)
+        muon_groups, _ = layer_param_groups(blocks)
+        in_dropmuon = {id(p) for g in muon_groups for p in g["params"]}
+        rest = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_dropmuon]
+        costs = model.block_costs(local_batch_size) if local_batch_size and hasattr(model, "block_costs") else None
+        if world_size > 1 and _accepts(DropMuon.__init__, "distributed"):
+            muon_kw["distributed"] = True
+        dm = DropMuon(muon_groups, sampler=_cutoff_distribution(config), num_layers=n_layer,
+                      seed=config.run.seed, costs=costs, **muon_kw)
+        opts: list[torch.optim.Optimizer] = [dm]
+        adam_groups = _adamw_groups(rest, lr=o.lr, weight_decay=o.weight_decay)
+        for g in adam_groups:
+            g.pop("param_names")
+        if adam_groups:
+            opts.append(torch.optim.AdamW(adam_groups, lr=o.lr, fused=fused_ok or None, **adamw_kw))
+        return opts, dm
+    raise ValueError(f"optim.name: unknown optimizer {o.name!r}; valid: adamw, muon, dropmuon")
+
+
+def build_schedule(config: TrainConfig) -> LRSchedule:
+    """The :class:`scale.schedules.LRSchedule` of ``config.schedule`` (total = ``run.max_iters`` unless set)."""
+    s = config.schedule
+    total = s.total if s.total is not None else config.run.max_iters
+    kw: dict[str, Any] = {"warmup": s.warmup}
+    if s.name != "constant":
+        kw.update(total=total, min_ratio=s.min_ratio)
+    if s.name in ("wsd", "wsd_s"):
+        kw.update(decay_fraction=s.decay_fraction, decay=s.decay, half_life=s.half_life)
+    if s.name == "wsd_s":
+        kw.update(cycle=s.cycle if s.cycle > 0 else max(1, total // 4), rewarmup=s.rewarmup)
+    try:
+        return make_schedule(s.name, **kw)
+    except ValueError as exc:
+        raise ValueError(f"schedule: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate(model: nn.Module, windows: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
+    """Mean cross-entropy (nats per token) of ``model`` over the fixed ``windows`` (eval mode, no autograd).
+
+    The loss is the model's ``loss_parts["ce"]`` (the z-loss term is a training regularizer, not part of the
+    validation metric). The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for x, y in windows:
+            with autocast():
+                model(x.to(device), y.to(device))
+            total += float(model.loss_parts["ce"])
+    finally:
+        model.train(was_training)
+    return total / len(windows)
+
+
+# ------------------------------------------------------------------------------------------ training
+def _rank_seed(seed: int, rank: int) -> int:
+    return seed + 1_000_003 * rank
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _resolve_vocab(config: TrainConfig, corpus_vocab: int) -> TrainConfig:
+    v = config.model.vocab_size
+    if v == 0:
+        v = corpus_vocab
+    elif v < corpus_vocab:
+        raise ValueError(f"model.vocab_size={v} is smaller than the corpus vocabulary ({corpus_vocab}); "
+                         "use 0 (the corpus vocabulary) or a larger value")
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=v))
+
+
+def _corpus(config: TrainConfig, ctx: DistContext):
+    d = config.data
+
+    def load():
+        return load_corpus(d.corpus, level=d.level, val_fraction=d.val_fraction, max_files=d.max_files,
+                           cache_dir=d.cache_dir, block_size=config.model.block_size)
+
+    if ctx.distributed and d.cache_dir is not None:  # rank 0 writes the token files, the others reuse them
+        corpus = load() if ctx.is_main else None
+        ctx.barrier()
+        return corpus if corpus is not None else load()
+    return load()
+
+
+class _Trainer:
+    """State of one :func:`train` call (split out of the function for readability)."""
+
+    def __init__(self, config: TrainConfig, ctx: DistContext,
+                 step_callback: Callable[[int, nn.Module, dict], Any] | None) -> None:
+        self.ctx = ctx
+        self.callback = step_callback
+        self.t_start = time.perf_counter()
+        _check_config(config, ctx)
+        if config.run.threads > 0:
+            torch.set_num_threads(config.run.threads)
+        self.corpus = _corpus(config, ctx)
+        self.config = config = _resolve_vocab(config, self.corpus.vocab_size)
+        config.model.validate()
+        self.out_dir = Path(config.run.out_dir)
+        self.metrics_path = self.out_dir / METRICS_NAME
+        self.schedule = build_schedule(config)
+        self.decay_ends = set(self.schedule.decay_ends()) if config.schedule.name == "wsd_s" else set()
+
+        # Model: the same initialization on every rank; then per-rank generators (dropout).
+        _seed_all(config.run.seed)
+        raw = GPT(config.model).to(ctx.device)
+        self.raw = raw
+        _seed_all(_rank_seed(config.run.seed, ctx.rank))
+        self.model = self._wrap(raw)
+        self.n_layer = config.model.n_layer
+        b, t = config.data.batch_size, config.model.block_size
+        self.local_batch = b // ctx.world_size
+        self.tokens_per_step = b * t
+        self.optimizers, self.dropmuon = build_optimizers(raw, config, world_size=ctx.world_size,
+                                                          local_batch_size=self.local_batch)
+        self.costs = raw.block_costs(self.local_batch)  # analytic per-block FLOPs of one rank's batch
+        sched_fn = self.schedule
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: sched_fn(s)) for o in self.optimizers]
+        self.params = [p for p in raw.parameters() if p.requires_grad]
+        self.sampler = BatchSampler(self.corpus.train, t, b, config.run.seed, rank=ctx.rank,
+                                    world_size=ctx.world_size)
+        self.val_windows = eval_windows(self.corpus.val, t, b, config.run.eval_iters)
+        self.autocast = (
+            (lambda: torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16))
+            if config.run.dtype == "bfloat16" else contextlib.nullcontext
+        )
+        self.step = 0
+        self.tokens_seen = 0
+        self.best_val = math.inf
+        self.last_val: float | None = None
+        self.train_seconds = 0.0
+        self.last_saved: int | None = None
+        self.last_ckpt: Path | None = None
+        self.resumed_from: Path | None = None
+        self.writer: MetricsWriter | None = None
+        self.last_loss: float | None = None
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def _wrap(self, raw: nn.Module) -> nn.Module:
+        run = self.config.run
+        model: nn.Module = raw
+        if run.compile:
+            model = torch.compile(raw)
+        if not self.ctx.distributed:
+            return model
+        if run.parallel == "fsdp":
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+
+            mesh = init_device_mesh(self.ctx.device.type, (self.ctx.world_size,))
+            for blk in raw.blocks:
+                fully_shard(blk, mesh=mesh)
+            fully_shard(raw, mesh=mesh)
+            return model
+        ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=self.config.optim.name == "dropmuon")
+
+    @property
+    def fsdp(self) -> bool:
+        return self.ctx.distributed and self.config.run.parallel == "fsdp"
+
+    def print(self, *args, **kw) -> None:
+        if self.ctx.is_main and self.config.run.verbose:
+            print(*args, **kw, flush=True)
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def _state_dicts(self) -> tuple[dict, list[dict]]:
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+                get_optimizer_state_dict,
+            )
+
+            opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return (get_model_state_dict(self.raw, options=opts),
+                    [get_optimizer_state_dict(self.raw, o, options=opts) for o in self.optimizers])
+        return self.raw.state_dict(), [o.state_dict() for o in self.optimizers]
+
+    def save(self) -> Path:
+        """Write ``ckpt_<step>.pt`` (rank 0; every rank takes part in gathering state)."""
+        model_sd, optim_sds = self._state_dicts()
+        rng = capture_rng()
+        if self.ctx.distributed:
+            rngs: list = [None] * self.ctx.world_size
+            dist.all_gather_object(rngs, rng)
+        else:
+            rngs = [rng]
+        path = checkpoint_path(self.out_dir, self.step)
+        if self.ctx.is_main:
+            if self.writer is not None:
+                self.writer.sync()
+            ckpt = {
+                "format": FORMAT,
+                "model": model_sd,
+                "optim": optim_sds,
+                "sched": [s.state_dict() for s in self.schedulers],
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "best_val_loss": self.best_val,
+                "data_sampler": self.sampler.state_dict(),
+                "rng": rngs,
+                "config": config_to_dict(self.config),
+                "optlib_version": optlib.__version__,
+                "torch_version": str(torch.__version__),
+                "world_size": self.ctx.world_size,
+                "train_seconds": self.train_seconds,
+            }
+            save_atomic(ckpt, path)
+            self._prune()
+        self.ctx.barrier()
+        self.last_saved, self.last_ckpt = self.step, path
+        return path
+
+    def _prune(self) -> None:
+        keep = self.config.run.keep_checkpoints
+        if keep <= 0:
+            return
+        periodic = [(s, p) for s, p in list_checkpoints(self.out_dir) if s not in self.decay_ends]
+        for _, p in periodic[:-keep]:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def restore(self, path: Path) -> None:
+        """Load ``path`` into every piece of state; refuse (CheckpointError) if it cannot resume this config."""
+        ckpt = load_checkpoint(path)
+        diffs = diff_configs(ckpt["config"], config_to_dict(self.config))
+        if diffs:
+            raise CheckpointError(
+                f"refusing to resume from {str(path)!r}: it was written by a run with another configuration "
+                f"({'; '.join(diffs)}). Only run-length and bookkeeping fields may change on resume. The "
+                "checkpoint was left untouched; use another run.out_dir for a new run")
+        if ckpt["step"] > self.config.run.max_iters:
+            raise CheckpointError(f"checkpoint {str(path)!r} is at step {ckpt['step']}, past run.max_iters="
+                                  f"{self.config.run.max_iters}; raise run.max_iters to continue it")
+        if len(ckpt["optim"]) != len(self.optimizers) or len(ckpt["sched"]) != len(self.schedulers):
+            raise CheckpointError(f"checkpoint {str(path)!r} holds {len(ckpt['optim'])} optimizer states, this "
+                                  f"run has {len(self.optimizers)}")
+        try:
+            if self.fsdp:
+                from torch.distributed.checkpoint.state_dict import (
+                    StateDictOptions,
+                    set_model_state_dict,
+                    set_optimizer_state_dict,
+                )
+
+                opts = StateDictOptions(full_state_dict=True)
+                set_model_state_dict(self.raw, ckpt["model"], options=opts)
+                for o, sd in zip(self.optimizers, ckpt["optim"]):
+                    set_optimizer_state_dict(self.raw, o, sd, options=opts)
+            else:
+                self.raw.load_state_dict(ckpt["model"])
+                for o, sd in zip(self.optimizers, ckpt["optim"]):
+                    o.load_state_dict(sd)
+            for s, sd in zip(self.schedulers, ckpt["sched"]):
+                s.load_state_dict(sd)
+            self.sampler.load_state_dict(ckpt["data_sampler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run's model or optimizer "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+        rngs = ckpt["rng"]
+        if self.ctx.rank < len(rngs):
+            restore_rng(rngs[self.ctx.rank])
+        else:  # more ranks than when saved: a fresh, rank-specific stream (dropout only)
+            _seed_all(_rank_seed(self.config.run.seed + ckpt["step"], self.ctx.rank))
+        self.step = int(ckpt["step"])
+        self.tokens_seen = int(ckpt["tokens_seen"])
+        self.best_val = float(ckpt["best_val_loss"])
+        self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.last_saved, self.last_ckpt = self.step, path
+        self.resumed_from = path
+
+    def prepare_out_dir(self) -> None:
+        """Resume, or start fresh (refusing to mix with another run's checkpoints unless ``overwrite``)."""
+        run = self.config.run
+        existing = list_checkpoints(self.out_dir)
+        if run.resume and existing:
+            self.restore(existing[-1][1])
+            return
+        if run.resume:
+            self.print(f"run.resume: no checkpoint in {str(self.out_dir)!r}; starting from scratch")
+        elif existing:
+            if not run.overwrite:
+                raise ValueError(
+                    f"run.out_dir {str(self.out_dir)!r} already holds checkpoints (latest "
+                    f"{existing[-1][1].name}); pass run.resume=true to continue that run, run.overwrite=true to "
+                    "delete them and start again, or another run.out_dir")
+            self.ctx.barrier()
+            if self.ctx.is_main:
+                for _, p in existing:
+                    p.unlink(missing_ok=True)
+            self.ctx.barrier()
+
+    def open_metrics(self) -> None:
+        if not self.ctx.is_main:
+            return
+        header = {
+            "kind": "header",
+            "config": config_to_dict(self.config),
+            "corpus": self.corpus.meta,
+            "world_size": self.ctx.world_size,
+            "device": str(self.ctx.device),
+            "n_params": self.raw.num_params(),
+            "flops_per_token": self.raw.flops_per_token(),
+            "torch": str(torch.__version__),
+            "optlib": optlib.__version__,
+            "python": sys.version.split()[0],
+        }
+        if self.resumed_from is not None and self.metrics_path.exists():
+            truncate_after(self.metrics_path, self.step)
+            self.writer = MetricsWriter(self.metrics_path, append=True)
+        else:
+            self.writer = MetricsWriter(self.metrics_path)
+            self.writer.write(header)
+        if self.resumed_from is not None:
+            self.writer.write({"kind": "resume", "step": self.step, "checkpoint": self.resumed_from.name})
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def _global_stats(self, loss: torch.Tensor) -> tuple[float, float, float]:
+        parts = self.raw.loss_parts
+        if not self.ctx.distributed:
+            return float(loss.detach()), float(parts.get("ce", float("nan"))), float(parts.get("z", 0.0))
+        dev = self.ctx.device if self.ctx.device.type == "cuda" else torch.device("cpu")  # nccl needs CUDA
+        v = torch.tensor([float(loss.detach()), parts.get("ce", float("nan")), parts.get("z", 0.0)],
+                         dtype=torch.float64, device=dev)
+        dist.all_reduce(v)
+        v = (v / self.ctx.world_size).tolist()
+        return v[0], v[1], v[2]
+
+    def run_eval(self) -> float:
+        # the unwrapped model: DDP's hooks are for training; FSDP's root module is `raw` itself (every rank
+        # evaluates every window, so their all-gathers match)
+        val = evaluate(self.raw, self.val_windows, self.ctx.device, self.autocast)
+        self.last_val = val
+        self.best_val = min(self.best_val, val)
+        if self.writer is not None:
+            self.writer.write({"kind": "eval", "step": self.step, "val_loss": val, "val_ppl": math.exp(min(val, 700)),
+                               "tokens": self.tokens_seen, "wall_s": self.train_seconds})
+        return val
+
+    def loop(self) -> None:
+        cfg = self.config
+        run = cfg.run
+        max_iters = run.max_iters
+        bar = None
+        if self.ctx.is_main and run.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=max_iters, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
+        last_log_tokens, last_log_time = self.tokens_seen, self.train_seconds
+        self.tokens_at_start, self.seconds_at_start = self.tokens_seen, self.train_seconds
+        if self.resumed_from is None and run.eval_interval > 0:
+            self.run_eval()
+        self.raw.train()
+        try:
+            while self.step < max_iters:
+                t0 = time.perf_counter()
+                x, y = self.sampler.next()
+                x = x.to(self.ctx.device, non_blocking=True)
+                y = y.to(self.ctx.device, non_blocking=True)
+                cutoff = 0
+                if self.dropmuon is not None:
+                    cutoff = self.dropmuon.sample_cutoff(self.step / max_iters)
+                with self.autocast():
+                    _, loss = self.model(x, y, cutoff=cutoff)
+                loss_v, ce, z = self._global_stats(loss)
+                if not math.isfinite(loss_v):
+                    self._non_finite(self.step + 1, loss_v)
+                loss.backward()
+                clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+                if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+                    grad_norm = grad_norm.full_tensor()
+                grad_norm = float(grad_norm)
+                if not math.isfinite(grad_norm):
+                    self._non_finite(self.step + 1, grad_norm, what="gradient norm")
+                lr = self.optimizers[0].param_groups[0]["lr"]
+                lr_mult = self.schedule(self.step)
+                for o in self.optimizers:
+                    o.step()
+                for s in self.schedulers:
+                    s.step()
+                for o in self.optimizers:
+                    o.zero_grad(set_to_none=True)
+                self.step += 1
+                self.tokens_seen += self.tokens_per_step
+                self.last_loss = loss_v
+                self.train_seconds += time.perf_counter() - t0
+
+                step = self.step
+                record = None
+                if step % run.log_interval == 0 or step == max_iters:
+                    dt = self.train_seconds - last_log_time
+                    record = {
+                        "kind": "train", "step": step, "loss": loss_v, "ce": ce, "z": z, "lr": lr,
+                        "lr_mult": lr_mult, "tokens": self.tokens_seen,
+                        "tokens_per_s": (self.tokens_seen - last_log_tokens) / dt if dt > 0 else None,
+                        "wall_s": self.train_seconds, "grad_norm": grad_norm,
+                        "layers_backpropagated": self.n_layer - cutoff, "cutoff": cutoff,
+                        "block_backward_flops": self.costs.backward(cutoff),
+                    }
+                    last_log_tokens, last_log_time = self.tokens_seen, self.train_seconds
+                    if self.writer is not None:
+                        self.writer.write(record)
+                if bar is not None:
+                    bar.update(1)
+                    if record is not None:
+                        bar.set_postfix(loss=f"{loss_v:.4f}", val=f"{self.last_val:.4f}" if self.last_val else "-")
+                is_eval = (run.eval_interval > 0 and step % run.eval_interval == 0) or step == max_iters \
+                    or step in self.decay_ends
+                if is_eval:
+                    val = self.run_eval()
+                    if bar is not None:
+                        bar.write(f"step {step}: val loss {val:.4f}")
+                stop = False
+                if self.callback is not None:
+                    stop = bool(self.callback(step, self.raw, record if record is not None else
+                                              {"step": step, "loss": loss_v, "cutoff": cutoff}))
+                if (run.ckpt_interval > 0 and step % run.ckpt_interval == 0) or step in self.decay_ends \
+                        or step == max_iters or stop:
+                    self.save()
+                if stop:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _non_finite(self, step: int, value: float, what: str = "training loss") -> None:
+        where = (f"the last good checkpoint is {str(self.last_ckpt)!r}" if self.last_ckpt is not None
+                 else "no checkpoint was written")
+        msg = (f"non-finite {what} ({value}) at step {step} (after {step - 1} updates); training stopped "
+               f"before updating, {where}. Lower optim.lr / optim.muon_lr, enable optim.grad_clip or "
+               "model.z_loss / model.qk_norm")
+        if self.writer is not None:
+            self.writer.write({"kind": "error", "step": step, "message": msg})
+        raise NonFiniteLossError(msg, step, value, None if self.last_ckpt is None else str(self.last_ckpt))
+
+    def finish(self) -> dict:
+        if self.last_saved != self.step:
+            self.save()
+        if self.last_val is None:
+            self.run_eval()
+        plot = None
+        if self.ctx.is_main and self.config.run.plot and self.writer is not None:
+            self.writer.sync()
+            o = self.config.optim
+            title = (f"{self.corpus.meta.get('name', '')} {self.config.model.n_layer}x{self.config.model.n_embd}, "
+                     f"{o.name}, {self.config.schedule.name}")
+            plot = str(plot_loss_curve(read_metrics(self.metrics_path), self.out_dir / PLOT_NAME, title))
+        secs = self.train_seconds - self.seconds_at_start
+        toks = self.tokens_seen - self.tokens_at_start
+        summary = {
+            "steps": self.step,
+            "final_val_loss": self.last_val,
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "final_train_loss": self.last_loss,
+            "tokens": self.tokens_seen,
+            "train_seconds": self.train_seconds,
+            "total_seconds": time.perf_counter() - self.t_start,
+            "tokens_per_s": toks / secs if secs > 0 else None,
+            "optimizer": self.config.optim.name,
+            "world_size": self.ctx.world_size,
+            "n_params": self.raw.num_params(),
+            "out_dir": str(self.out_dir),
+            "metrics_path": str(self.metrics_path),
+            "checkpoint_path": None if self.last_ckpt is None else str(self.last_ckpt),
+            "plot_path": plot,
+            "resumed_from": None if self.resumed_from is None else str(self.resumed_from),
+            "config": config_to_dict(self.config),
+        }
+        tps = summary["tokens_per_s"]
+        self.print(
+            f"done: {self.step} steps ({self.config.optim.name}, world {self.ctx.world_size}), val loss "
+            f"{self.last_val:.4f} (best {self.best_val:.4f}), {tps:,.0f} tokens/s, "
+            f"train {self.train_seconds:.1f} s, wall {summary['total_seconds']:.1f} s; {self.metrics_path}"
+            if tps is not None else
+            f"done: {self.step} steps, val loss {self.last_val:.4f} (best {self.best_val:.4f}); nothing to train; "
+            f"{self.metrics_path}")
+        return summary
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(config: TrainConfig, *, step_callback: Callable[[int, nn.Module, dict], Any] | None = None) -> dict:
+    """Train as ``config`` says and return a summary.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The resolved configuration (:func:`scale.config.resolve` builds one from a preset, a TOML file and
+        overrides). ``model.vocab_size = 0`` takes the corpus vocabulary.
+    step_callback : callable, optional
+        ``step_callback(step, model, record)`` after every optimizer step (``record`` is the metrics line of a
+        logged step, else ``{"step", "loss", "cutoff"}``); a true return value stops training after this step
+        (with a checkpoint), e.g. for a time-to-target benchmark.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``final_val_loss``, ``best_val_loss``, ``final_train_loss``, ``tokens``, ``train_seconds``
+        (the training clock, evaluation excluded), ``total_seconds``, ``tokens_per_s`` (this call's training
+        tokens over its training clock), ``n_params``, the paths (``out_dir``, ``metrics_path``,
+        ``checkpoint_path``, ``plot_path``, ``resumed_from``) and the resolved ``config`` as a dict.
+
+    Raises
+    ------
+    ValueError
+        A bad configuration (named field and valid values), a corpus too short for one context window, or an
+        ``out_dir`` holding another run's checkpoints.
+    CheckpointError
+        ``run.resume`` with an unreadable checkpoint or one from another configuration (left untouched).
+    NonFiniteLossError
+        The training loss became NaN/inf (the step is in the message; nothing is saved for that step).
+    """
+    ctx = setup_distributed(config)
+    trainer = None
+    threads = torch.get_num_threads()
+    try:
+        trainer = _Trainer(config, ctx, step_callback)
+        trainer.prepare_out_dir()
+        if ctx.is_main:
+            trainer.out_dir.mkdir(parents=True, exist_ok=True)
+        trainer.print(f"# resolved configuration (world size {ctx.world_size}, device {ctx.device})")
+        trainer.print(config_to_toml(trainer.config))
+        if trainer.resumed_from is not None:
+            trainer.print(f"resumed from {trainer.resumed_from} at step {trainer.step}")
+        trainer.open_metrics()
+        trainer.loop()
+        return trainer.finish()
+    finally:
+        if trainer is not None:
+            trainer.close()
+        torch.set_num_threads(threads)  # run.threads applies to this call only
+        if ctx.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (``python -m scale.train --help``); returns the exit status."""
+    try:
+        config, args = parse_cli(argv)
+    except SystemExit as exc:  # --help, or argparse's own usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(config_to_toml(config))
+        return 0
+    try:
+        train(config)
+    except (ValueError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
