@@ -397,9 +397,10 @@ def _loadavg() -> float | None:
         return None
 
 
-def provenance() -> dict[str, Any]:
-    """Versions and machine facts stored with every record (benchopt's ``version-*``/``env-*`` columns)."""
-    return {
+def provenance(threads: int | None = None) -> dict[str, Any]:
+    """Versions and machine facts stored with every record (benchopt's ``version-*``/``env-*`` columns);
+    ``threads``, when given, is recorded as the benchmark's torch thread count."""
+    prov = {
         "run_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "version-python": platform.python_version(),
         "version-optlib": optlib.__version__,
@@ -415,6 +416,9 @@ def provenance() -> dict[str, Any]:
         "env-loadavg": _loadavg(),
         "git-commit": _git_commit(),
     }
+    if threads is not None:
+        prov["env-benchmark_threads"] = threads
+    return prov
 
 
 # ---------------------------------------------------------------------------------------- one run

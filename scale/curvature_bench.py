@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compare import provenance
+
 JSON_NAME = "curvature_bench.json"
 
 
@@ -160,15 +162,6 @@ def _version(dist: str) -> str | None:
         return version(dist)
     except Exception:  # not installed
         return None
-
-
-def provenance(threads: int) -> dict[str, Any]:
-    return {
-        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "torch_threads": threads, "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "run_date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def run_benchmark(cfg: Config, out: Path | None = None) -> dict[str, Any]:

@@ -55,6 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compare import provenance
+from .records import json_safe
+
 METHODS = ("adamw", "muon", "drop-uniform", "drop-shift")
 DROP_METHODS = ("drop-uniform", "drop-shift")
 JSON_NAME = "dropmuon.json"
@@ -349,17 +352,6 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
             "q25": float(q[0]), "q75": float(q[1])}
 
 
-def provenance(threads: int) -> dict[str, Any]:
-    import os
-
-    return {
-        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "torch_threads": threads, "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "run_date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
 def summarize(runs: Sequence[Run], methods: Sequence[str]) -> tuple[dict, dict]:
     """Per-method summaries and per-seed paired ratios (Muon / X, for time and backward FLOPs)."""
     by = {m: {r.seed: r for r in runs if r.method == m} for m in methods}
@@ -439,21 +431,11 @@ def run_benchmark(cfg: Config, *, progress: bool = True, out: Path | None = None
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / JSON_NAME).write_text(json.dumps(_json_safe(result), indent=1))
+        (out / JSON_NAME).write_text(json.dumps(json_safe(result), indent=1))
         if plot:
             plot_curves(runs, cfg, out / PLOT_NAME)
             result["plot"] = str(out / PLOT_NAME)
     return result
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 STYLES = {"adamw": "tab:gray", "muon": "tab:blue", "drop-uniform": "tab:orange", "drop-shift": "tab:green"}

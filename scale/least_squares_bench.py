@@ -55,6 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from .compare import provenance
+from .records import json_safe
+
 SOLVERS = ("optlib-lm", "optlib-lm-factor1", "optlib-gn", "scipy-lm", "scipy-leastsq-factor1", "scipy-trf")
 ANCHOR = "scipy-lm"
 # optlib solver -> options of optlib.least_squares.least_squares
@@ -214,14 +217,6 @@ def summarize(runs: Sequence[Run], lre_target: float) -> dict[str, Any]:
     return out
 
 
-def provenance(threads: int) -> dict[str, Any]:
-    from . import compare
-
-    prov = compare.provenance()
-    prov["env-benchmark_threads"] = threads
-    return prov
-
-
 def run_benchmark(cfg: Config, *, progress: bool = True, out: Path | None = None) -> dict[str, Any]:
     """Run the whole table; write the JSON and the Markdown table when ``out`` is given."""
     from . import compare
@@ -251,21 +246,9 @@ def run_benchmark(cfg: Config, *, progress: bool = True, out: Path | None = None
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / JSON_NAME).write_text(json.dumps(_json_safe(result), indent=1))
+        (out / JSON_NAME).write_text(json.dumps(json_safe(result), indent=1))
         (out / TABLE_NAME).write_text(format_table(result) + "\n\n" + format_summary(result) + "\n")
     return result
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
 
 
 # ---------------------------------------------------------------------------------------- formatting

@@ -27,18 +27,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .records import json_safe
+
 __all__ = ["MetricsWriter", "plot_loss_curve", "read_metrics", "truncate_after"]
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: non-finite floats become strings ("nan", "inf")."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 class MetricsWriter:
@@ -50,7 +41,7 @@ class MetricsWriter:
         self._fh = self.path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(_clean(record), sort_keys=False) + "\n")
+        self._fh.write(json.dumps(json_safe(record), sort_keys=False) + "\n")
         self._fh.flush()
 
     def sync(self) -> None:

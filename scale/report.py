@@ -32,6 +32,7 @@ from typing import Any
 
 
 from . import compare
+from .records import json_safe
 
 # ---------------------------------------------------------------------------------------- problems
 # Report names -> constructors in optlib.problems (resolved lazily: constructing loads data).
@@ -551,24 +552,12 @@ def markdown_to_html(md: str, base: Path, title: str = "report") -> str:
 
 
 # ---------------------------------------------------------------------------------------- driver
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return repr(obj)
-
-
 def write_results(ctx: ReportContext) -> list[str]:
     """Raw results beside the report (only when the comparison ran)."""
     records = ctx.cache.get("records")
     if not records:
         return []
-    (ctx.out / "results.json").write_text(json.dumps(_json_safe(records), indent=1))
+    (ctx.out / "results.json").write_text(json.dumps(json_safe(records), indent=1))
     rows = compare.curve_rows(records)
     with open(ctx.out / "curves.csv", "w", newline="") as fh:
         if rows:

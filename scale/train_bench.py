@@ -71,6 +71,7 @@ from .data import BatchSampler, load_corpus
 from .dropmuon import provenance, spread
 from .metrics import read_metrics
 from .model import GPT
+from .records import json_safe
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -1025,22 +1026,8 @@ def _pyplot():
     return plt
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def _write_json(path: Path, result: dict) -> None:
-    path.write_text(json.dumps(_json_safe(result), indent=1), encoding="utf-8")
+    path.write_text(json.dumps(json_safe(result), indent=1), encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------- report section

@@ -60,7 +60,7 @@ def test_tiny_run_writes_json_and_plot(tiny_result):
         assert sum(run["cutoff_counts"]) == run["steps"]
     for name in ("muon/drop-uniform", "muon/drop-shift", "muon/adamw"):
         assert {"time_to_target", "backward_flops_to_target", "time_per_step"} <= set(data["ratios"][name])
-    assert data["provenance"]["torch_threads"] == 1
+    assert data["provenance"]["env-benchmark_threads"] == 1
 
 
 def test_drop_muon_backpropagates_fewer_layers(tiny_result):
