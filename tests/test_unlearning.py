@@ -303,8 +303,8 @@ def test_cli_help_names_every_option():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     for option in ("--experiments", "--methods", "--quick", "--steps", "--budgets", "--ga-lrs", "--damping",
-                   "--fisher-type", "--kl-cap", "--digits-class", "--digits-hidden", "--speaker", "--gpt-steps",
-                   "--gpt-budgets", "--no-gpt-retrain", "--out", "--device", "--threads"):
+                   "--damping-rule", "--fisher-type", "--kl-cap", "--digits-class", "--digits-hidden", "--speaker",
+                   "--gpt-steps", "--gpt-budgets", "--no-gpt-retrain", "--out", "--device", "--threads"):
         assert option in proc.stdout, option
     assert "2602.10568" in proc.stdout
 
@@ -313,10 +313,16 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert bench.main(["--steps", "0", "--out", str(tmp_path)]) == 2
     assert bench.main(["--budgets", "-1", "--out", str(tmp_path)]) == 2
     assert bench.main(["--digits-class", "12", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--damping", "-0.1", "--out", str(tmp_path)]) == 2
+    assert "--damping" in capsys.readouterr().err
     assert bench.main(["--experiments", "gpt", "--speaker", "NOBODY", "--out", str(tmp_path)]) == 2
     assert "NOBODY" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--methods", "newton"])
+    with pytest.raises(SystemExit):
+        bench.main(["--damping-rule", "per-layer"])
+    with pytest.raises(ValueError, match="damping-rule"):
+        bench.Config(damping_rule="per-layer").validate()
 
 
 def test_speech_parsing():
@@ -338,8 +344,120 @@ def test_frontier_and_dominance():
     lower = [(u, k / 2) for u, k in env]
     d = bench.dominance(lower, env, grid=5)
     assert d["dominates"] and d["fraction_lower"] == 1.0 and d["geomean_ratio"] == pytest.approx(0.5)
+    assert d["max_ratio"] == pytest.approx(0.5) and d["range"] == [2.0, 3.0]
     assert not bench.dominance(env, lower, grid=5)["dominates"]
     assert bench.reach(env, 0.5) == 2.0
+    # bounds cut the range; a range outside both envelopes is empty
+    assert bench.dominance(lower, env, grid=5, bounds=(2.5, 10.0))["range"] == [2.5, 3.0]
+    assert bench.dominance(lower, env, grid=5, bounds=(4.0, 10.0))["range"] is None
+    # crossing frontiers: lower on part of the range only
+    cross = [(2.0, 0.2), (3.0, 2.0)]
+    d = bench.dominance(cross, env, grid=9)
+    assert not d["dominates"] and 0 < d["fraction_lower"] < 1 and d["max_ratio"] == pytest.approx(2.0)
+
+
+def test_mean_eigenvalue_is_the_trace_over_n(setup):
+    """The damping rule's scale: tr/n of the K-FAC and EK-FAC matrices, from their factors, against the dense
+    matrices' traces."""
+    model, _, retain = setup
+    names = bench.linear_param_names(model)
+    params = {n: p for n, p in model.named_parameters() if n in names}
+    for cls in (KFAC, EKFAC):
+        op = cls(model, "cross_entropy", params, [retain], fisher_type="type2")
+        dense = op.to_dense()
+        assert bench.mean_eigenvalue(op) == pytest.approx(float(torch.trace(dense)) / dense.shape[0], rel=1e-6)
+    with pytest.raises(TypeError, match="KFAC or EKFAC"):
+        bench.mean_eigenvalue(object())
+
+
+def test_damping_rules(setup):
+    model, _, retain = setup
+    op = bench.build_curvature("KFAC", model, [retain], bench.Config())
+    mean = bench.mean_eigenvalue(op)
+    rel = bench.resolve_damping(op, bench.Config(damping=0.1))
+    assert rel["lambda"] == pytest.approx(0.1 * mean) and rel["mean_eigenvalue"] == pytest.approx(mean)
+    assert bench.resolve_damping(op, bench.Config(damping=1e-3, damping_rule="absolute"))["lambda"] == 1e-3
+
+
+def _pt(method, value, step, inc, kl, acc=None):
+    p = {"method": method, "value": value, "step": step, "forget_increase": inc, "forget_loss": 1.0 + inc,
+         "retain_kl": kl}
+    if acc is not None:
+        p["forget_accuracy"] = acc
+    return p
+
+
+def test_grid_check_flags_binding_edges():
+    # the smallest value's points are the envelope at the low end: binding; the largest value's are dominated
+    pts = [_pt("m", 1.0, 1, 0.1, 0.001), _pt("m", 1.0, 2, 0.3, 0.01),
+           _pt("m", 2.0, 1, 0.5, 0.02), _pt("m", 2.0, 2, 1.0, 0.05),
+           _pt("m", 3.0, 1, 0.6, 0.5), _pt("m", 3.0, 2, 0.9, 0.9)]
+    env = bench.envelope([(p["forget_increase"], p["retain_kl"]) for p in pts])
+    c = bench.grid_check(pts, env, (1.0, 2.0, 3.0), (0.1, 1.0), grid=20)
+    assert c["smallest_binding"] and not c["largest_binding"]
+    assert c["values"] == [1.0, 2.0] and c["steps"] == [1, 2]
+    # a range starting just below value 2's first point: value 1's point before it is read (interpolation)
+    c = bench.grid_check(pts, env, (1.0, 2.0, 3.0), (0.4, 1.0), grid=20)
+    assert c["values"] == [1.0, 2.0] and c["smallest_binding"]
+    # a range starting at that point: value 1's points are not read and dropping them changes nothing there
+    c = bench.grid_check(pts, env, (1.0, 2.0, 3.0), (0.5, 1.0), grid=20)
+    assert c["values"] == [2.0] and not c["smallest_binding"] and not c["largest_binding"]
+    assert bench.grid_check(pts, env, (1.0, 2.0, 3.0), None, grid=20)["smallest_binding"] is None
+
+
+def test_summarize_ranges_accuracy_and_matching():
+    """The headline range is [1%, 100%] of the retrained model's forget-loss increase; the forget-accuracy view
+    takes the least KL reaching each level; the matched point is the least KL at or beyond the retrained loss."""
+    cfg = bench.Config(methods=("kfade-kfac", "gradient_ascent"), grid=10, kl_cap=0.5)
+    pts = []
+    for i, u in enumerate(np.geomspace(1e-3, 100.0, 11)):  # K-FADE: KL = u/100; GA: KL = u/10
+        acc = max(0.0, 1.0 - u / 10.0)
+        pts.append(_pt("kfade-kfac", 1.0, i + 1, float(u), float(u) / 100, acc))
+        pts.append(_pt("gradient_ascent", 1.0, i + 1, float(u), float(u) / 10, acc))
+    pts.append({"method": "gradient_ascent", "value": 2.0, "step": None, "error": "diverged", "steps_done": 0})
+    original = {"forget_loss": 1.0, "forget_accuracy": 1.0}
+    reference = {"forget_loss": 11.0, "forget_accuracy": 0.0}
+    grids = {"kfade-kfac": (1.0,), "gradient_ascent": (1.0, 2.0)}
+    r = bench.summarize(pts, cfg, original, reference, grids)
+    assert r["primary_range"] == "to_retrained" and r["target_increase"] == pytest.approx(10.0)
+    d = r["dominance"]["to_retrained"]["kfade-kfac"]
+    assert d["range"] == pytest.approx([0.1, 10.0]) and d["dominates"]
+    assert d["geomean_ratio"] == pytest.approx(0.1)
+    us = np.geomspace(1e-3, 100.0, 11)
+    ga_reach = max(u for u in us if u / 10 <= 0.5)  # the largest increase a GA point reaches with KL <= 0.5
+    assert r["dominance"]["kl_cap"]["kfade-kfac"]["range"] == pytest.approx([1e-3, ga_reach])
+    assert r["dominance"]["common"]["kfade-kfac"]["range"] == pytest.approx([1e-3, 100.0])
+    acc = r["accuracy"]
+    assert acc["levels"] == pytest.approx([0.75, 0.5, 0.25, 0.0])
+    # the least KL reaching an accuracy level is at the smallest sampled increase whose accuracy is that low
+    for level, kl_k, kl_g in zip(acc["levels"], acc["least_kl"]["kfade-kfac"], acc["least_kl"]["gradient_ascent"]):
+        u_min = min(u for u in us if max(0.0, 1.0 - u / 10.0) <= level + 1e-12)
+        assert kl_k == pytest.approx(u_min / 100) and kl_g == pytest.approx(u_min / 10)
+    assert acc["ratio"]["kfade-kfac"] == pytest.approx([0.1] * 4)
+    assert r["matched"]["kfade-kfac"]["forget_increase"] == pytest.approx(min(u for u in us if u >= 10.0))
+    assert [e["error"] for e in r["errors"]] == ["diverged"]
+    # no retrained model: the headline is the KL-capped range and there is no accuracy view
+    r = bench.summarize(pts, cfg, original, None, grids)
+    assert r["primary_range"] == "kl_cap" and r["accuracy"] is None and not r["dominance"]["to_retrained"]
+
+
+def test_sweep_keeps_the_steps_before_a_failure(setup):
+    """A run that fails part-way (here: the monitor raises at step 3) keeps its first two steps as points and
+    adds one error record."""
+    model, forget, retain = setup
+    calls = []
+
+    def monitor(m):
+        calls.append(1)
+        if len(calls) == 4:  # records 0, 1, 2 succeed; record 3 fails
+            raise RuntimeError("diverged at step 3")
+        return {}
+
+    cfg = bench.Config(methods=("gradient_ascent",), steps=5)
+    pts = bench.sweep(model, forget, retain, {}, {}, cfg, (), (0.1,), monitor)
+    assert [p["step"] for p in pts] == [1, 2, None]
+    assert pts[-1]["error"] == "diverged at step 3" and pts[-1]["steps_done"] == 2
+    assert all(p["forget_increase"] > 0 for p in pts[:2])
 
 
 def test_tiny_run_writes_json_and_plots(tmp_path):
@@ -349,12 +467,22 @@ def test_tiny_run_writes_json_and_plots(tmp_path):
     assert set(data["experiments"]) == {"digits", "gpt"}
     for e, r in data["experiments"].items():
         assert (tmp_path / bench.plot_name(e)).stat().st_size > 0
-        assert {"setup", "original", "points", "envelopes", "dominance", "dominance_below_cap", "reach"} <= set(r)
+        assert {"setup", "original", "points", "envelopes", "dominance", "reach", "grid_check", "damping",
+                "primary_range", "accuracy"} <= set(r)
+        assert set(r["dominance"]) == set(bench.RANGES)
         methods = {p["method"] for p in r["points"]}
         assert methods == set(bench.METHODS), e
         for p in r["points"]:
-            assert p["step"] in (1, 2) and math.isfinite(p["forget_loss"])
-    assert data["experiments"]["digits"]["retrained"]["forget_loss"] > data["experiments"]["digits"]["original"][
-        "forget_loss"]
-    assert data["experiments"]["digits"]["setup"]["params"] <= 50_000
-    assert "kfade-kfac vs gradient_ascent" in bench.format_summary(result)
+            assert p["step"] in (1, 2) and math.isfinite(p["forget_loss"]) and 0 <= p["forget_accuracy"] <= 1
+        for m in bench.KFADE_METHODS:  # the default rule: 0.1 x the approximation's mean eigenvalue
+            d = r["damping"][m]
+            assert d["rule"] == "relative" and d["lambda"] == pytest.approx(0.1 * d["mean_eigenvalue"])
+            assert d["mean_eigenvalue"] > 0
+    digits = data["experiments"]["digits"]
+    assert digits["retrained"]["forget_loss"] > digits["original"]["forget_loss"]
+    assert digits["setup"]["params"] <= 50_000
+    assert digits["primary_range"] == "to_retrained"  # the digits reference is always retrained
+    assert data["experiments"]["gpt"]["primary_range"] == "kl_cap"  # the smoke configuration skips the GPT's
+    summary = bench.format_summary(result)
+    assert "kfade-kfac vs gradient_ascent, to_retrained (headline)" in summary
+    assert "mean eigenvalue" in summary

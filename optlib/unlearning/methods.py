@@ -209,7 +209,8 @@ class Unlearner:
             monitor: Callable[[nn.Module], dict[str, float]] | None = None,
             progress: bool = False) -> UnlearningDelta:
         """Take ``steps`` uphill steps on ``forget_data``; record the retain KL on ``retain_data`` if given, and
-        the fields ``monitor(model)`` returns (any extra metrics), at the start and after every step.
+        the fields ``monitor(model)`` returns (any extra metrics), at the start and after every step. The record
+        is also :attr:`trace`, so the steps taken before an error can still be read.
 
         Raises
         ------
@@ -225,7 +226,7 @@ class Unlearner:
         retain = as_batches(retain_data, "retain_data") if retain_data is not None else None
         ref = reference_log_probs(self.model, retain) if retain is not None else None
         theta0 = {n: p.detach().clone() for n, p in self.params.items()}
-        trace = Trace()
+        trace = self.trace = Trace()  # kept on the instance: a failed run's steps so far stay readable
         t0 = time.perf_counter()
 
         def record(k: int, extra: dict[str, Any]) -> None:
