@@ -12,8 +12,9 @@ is the command line.
 
 Optimizers (``optim.name``):
 
-- ``adamw``: ``torch.optim.AdamW`` (Loshchilov & Hutter, ICLR 2019), weight decay on parameters with two or
-  more dimensions only (embeddings and matrices; biases and norm gains get none), as nanoGPT does.
+- ``adamw``: ``torch.optim.AdamW`` (Loshchilov & Hutter, ICLR 2019; torch's fused kernel, on CPU as well as
+  CUDA), weight decay on parameters with two or more dimensions only (embeddings and matrices; biases and norm
+  gains get none), as nanoGPT does.
 - ``muon``: :class:`optlib.optim.MuonWithAdamW` over :func:`optlib.optim.muon_param_groups`: the hidden
   matrices of the blocks take Muon steps (Jordan et al. 2024), the token/position embeddings, the head, norms
   and biases take AdamW steps (the AdamW part split into decayed 2-D and undecayed 1-D groups as above).
@@ -268,8 +269,10 @@ def build_optimizers(model: nn.Module, config: TrainConfig, *, world_size: int =
     o = config.optim
     betas = (o.beta1, o.beta2)
     params = list(model.parameters())
-    # fused AdamW on CUDA; not on FSDP's DTensor parameters, where the foreach path is the tested one
-    fused_ok = params[0].device.type == "cuda" and not any(hasattr(p, "full_tensor") for p in params)
+    # torch's fused AdamW kernel on CUDA and on CPU (on the CPU preset it takes about a quarter of the
+    # time of the default per-parameter loop); not on FSDP's DTensor parameters, where the foreach path is
+    # the tested one
+    fused_ok = params[0].device.type in ("cuda", "cpu") and not any(hasattr(p, "full_tensor") for p in params)
     adamw_kw: dict[str, Any] = dict(betas=betas, eps=o.eps)
     if o.name == "adamw":
         groups = _adamw_groups(list(model.named_parameters()), lr=o.lr, weight_decay=o.weight_decay)
