@@ -723,6 +723,18 @@ def summarize_quality(runs: Sequence[dict], methods: Sequence[str], anchor: str 
     return summary, ratios
 
 
+def _runs_dir(out: Path | str | None, runs_dir: Path | str | None
+              ) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """Where the runs of a benchmark go: ``runs_dir``, else ``out/runs``, else a temporary folder (returned
+    too, for the caller to clean up)."""
+    if runs_dir is not None:
+        return Path(runs_dir), None
+    if out is not None:
+        return Path(out) / "runs", None
+    tmp = tempfile.TemporaryDirectory(prefix="train_bench_")
+    return Path(tmp.name), tmp
+
+
 def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: Path | str | None = None,
                 progress: bool = False, plot: bool = True) -> dict[str, Any]:
     """Every method on every seed (seeds outermost; the method order rotates per seed), then the time to
@@ -731,14 +743,7 @@ def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: 
     cfg.validate()
     from tqdm.auto import tqdm
 
-    tmp = None
-    if runs_dir is None:
-        if out is None:
-            tmp = tempfile.TemporaryDirectory(prefix="train_bench_")
-            runs_dir = tmp.name
-        else:
-            runs_dir = Path(out) / "runs"
-    runs_dir = Path(runs_dir)
+    runs_dir, tmp = _runs_dir(out, runs_dir)
     seeds = [cfg.base_seed + i for i in range(cfg.seeds)]
     methods = list(cfg.methods)
     runs: list[dict] = []
@@ -911,14 +916,7 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
 
     from .scaling_law import fit, load_metrics, prediction_error
 
-    tmp = None
-    if runs_dir is None:
-        if out is None:
-            tmp = tempfile.TemporaryDirectory(prefix="train_bench_")
-            runs_dir = tmp.name
-        else:
-            runs_dir = Path(out) / "runs"
-    runs_dir = Path(runs_dir)
+    runs_dir, tmp = _runs_dir(out, runs_dir)
     names = list(dict.fromkeys([*cfg.fit_schedules, cfg.predict_schedule]))
     curves: dict[str, dict[str, Any]] = {}
     try:
