@@ -404,12 +404,7 @@ def measure_throughput(cfg: ThroughputConfig, *, out: Path | str | None = None, 
         "provenance": provenance(cfg.threads[0]),
         "by_threads": per_threads,
     }
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / THROUGHPUT_JSON, result)
-        if plot:
-            plot_throughput(result, out / THROUGHPUT_PNG)
+    _save(result, out, THROUGHPUT_JSON, (plot_throughput, THROUGHPUT_PNG) if plot else None)
     return result
 
 
@@ -784,12 +779,7 @@ def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: 
         "goal": {"ratio": GOAL_RATIO, "best_median_ratio": min(finite_medians) if finite_medians else None,
                  "met": bool(finite_medians) and min(finite_medians) <= GOAL_RATIO},
     }
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / QUALITY_JSON, result)
-        if plot:
-            plot_quality(result, out / QUALITY_PNG)
+    _save(result, out, QUALITY_JSON, (plot_quality, QUALITY_PNG) if plot else None)
     return result
 
 
@@ -965,12 +955,7 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
                        "final_val_loss": c["final_val_loss"], "train_seconds": c["train_seconds"]}
                    for n, c in curves.items()},
     }
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / SCALING_JSON, result)
-        if plot:
-            plot_scaling(result, out / SCALING_PNG)
+    _save(result, out, SCALING_JSON, (plot_scaling, SCALING_PNG) if plot else None)
     return result
 
 
@@ -1024,8 +1009,18 @@ def _pyplot():
     return plt
 
 
-def _write_json(path: Path, result: dict) -> None:
-    path.write_text(json.dumps(json_safe(result), indent=1), encoding="utf-8")
+def _save(result: dict, out: Path | str | None, json_name: str,
+          figure: tuple[Callable[[dict, Path], None], str] | None) -> None:
+    """Write ``result`` as ``out/json_name`` and, given ``(plot_fn, png_name)``, its figure; nothing without
+    ``out``."""
+    if out is None:
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / json_name).write_text(json.dumps(json_safe(result), indent=1), encoding="utf-8")
+    if figure is not None:
+        plot_fn, png_name = figure
+        plot_fn(result, out / png_name)
 
 
 # ---------------------------------------------------------------------------------------- report section
@@ -1341,7 +1336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (args.out / PROFILE_TXT).write_text(text, encoding="utf-8")
             print(text)
             name = PROFILE_JSON
-            _write_json(args.out / name, result)
+            _save(result, args.out, name, None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
