@@ -3,20 +3,26 @@
 * ``GGNVectorProduct.time_ggn_vp_optlib`` / ``time_ggn_vp_curvlinops``: one GGN-vector product of
   ``optlib.curvature.GGN`` or of curvlinops' ``GGNLinearOperator`` on the same MLP, batch and flat vector
   (cross-entropy, float32; shape sets below). curvlinops is optional: without it the curvlinops benchmark is
-  skipped (``NotImplementedError`` in ``setup``).
+  skipped (``NotImplementedError``).
 * ``Ratios.track_ratio_ggn_vp``: median optlib time / median curvlinops time, measured in one process with
-  the two interleaved call by call after a warm-up (``scale.curvature_bench.ggn_vp_times``). Below 1: optlib
+  the two interleaved call by call after a warm-up (``scale.bench.curvature.ggn_vp_times``). Below 1: optlib
   is faster. Absolute times move with the machine's load; this ratio is the number to watch.
 * ``Ratios.track_ratio_kfac_step``: median training-step time (forward, loss, backward, optimizer step) of
   ``optlib.optim.KFAC`` / ``torch.optim.SGD`` on the same model and batch, interleaved
-  (``scale.curvature_bench.kfac_step_times``): K-FAC's overhead.
+  (``scale.bench.curvature.kfac_step_times``): K-FAC's overhead.
 
-Everything runs single-threaded (``torch.set_num_threads(1)``), as the report does.
+Everything runs single-threaded in torch and in the BLAS pools (``scale.bench.common.pin_threads``), as the
+report does.
 """
 
 from __future__ import annotations
 
-from scale import curvature_bench as cb
+import torch
+from torch import nn
+
+from optlib.curvature import GGN
+from scale.bench import curvature as cb
+from scale.bench.common import pin_threads
 
 THREADS = 1
 # name -> (layer widths, batch size)
@@ -31,12 +37,6 @@ def _config(shape: str, **kw) -> cb.Config:
     return cb.Config(widths=widths, batch_size=batch, threads=THREADS, **kw)
 
 
-def _single_thread():
-    import torch
-
-    torch.set_num_threads(THREADS)
-
-
 class GGNVectorProduct:
     """Wall time of one GGN-vector product."""
 
@@ -48,18 +48,13 @@ class GGNVectorProduct:
     warmup_time = 0.0
 
     def setup(self, shape):
-        import torch
-        from torch import nn
-
-        import optlib.curvature as oc
-
-        _single_thread()
+        pin_threads(THREADS)
         model, X, y = cb.build(_config(shape))
-        self.ours = oc.GGN(model, nn.CrossEntropyLoss(), dict(model.named_parameters()), [(X, y)])
+        self.ours = GGN(model, nn.CrossEntropyLoss(), dict(model.named_parameters()), [(X, y)])
         self.v = torch.randn(self.ours.n, dtype=X.dtype)
         self.theirs = None
         try:
-            import curvlinops
+            import curvlinops  # optional
         except ImportError:
             return
         self.theirs = curvlinops.GGNLinearOperator(model, nn.CrossEntropyLoss(), list(model.parameters()), [(X, y)],
@@ -82,6 +77,9 @@ class Ratios:
     params = (list(SHAPES),)
     param_names = ["shape"]
     timeout = 600
+
+    def setup(self, shape):
+        pin_threads(THREADS)
 
     def track_ratio_ggn_vp(self, shape):
         ratio = cb.ggn_vp_times(_config(shape, repeats=15, warmup=3))["ratio"]

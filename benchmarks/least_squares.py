@@ -1,11 +1,11 @@
 """Levenberg–Marquardt and Gauss–Newton against scipy on the NIST StRD problems (asv).
 
 * ``TimeSolve.time_solve``: wall time of one solve from a NIST start, for every solver of
-  ``scale.least_squares_bench`` (``optlib-lm``, ``optlib-gn``, ``scipy-lm``, ``scipy-trf``), on one
-  problem per difficulty level and one with a long run. Data and start are loaded in ``setup``; the
-  timed body is the solve only.
+  ``scale.bench.least_squares`` (``optlib-lm``, ``optlib-lm-factor1``, ``optlib-gn``, ``scipy-lm``,
+  ``scipy-leastsq-factor1``, ``scipy-trf``), on one problem per difficulty level and one with a long run.
+  Data and start are loaded in ``setup``; the timed body is the solve only.
 * ``Ratio.track_time_ratio_lm_over_scipy_lm``: optlib-lm time / scipy-lm time per (problem, start),
-  both measured in the same process and the same run (``scale.least_squares_bench.run_benchmark``,
+  both measured in the same process and the same run (``scale.bench.least_squares.run_benchmark``,
   median of interleaved repeats after a warm-up). Below 1 means optlib is faster. Absolute times on
   shared machines move with the load; this ratio is the number to watch.
 * ``Quality.track_*``: log relative error to the certified parameters, ``nfev`` and ``njev`` per
@@ -13,14 +13,17 @@
   (LRE >= 4) and on how many optlib-lm needs no more evaluations than scipy-lm.
 
 The table behind ``Ratio``, ``Quality`` and ``Summary`` runs once per ``asv run`` (a shared
-``setup_cache``), single-threaded in torch and in the BLAS pools.
+``setup_cache``), single-threaded in torch and in the BLAS pools (``scale.bench.common.thread_limit``); the
+timed solves of ``TimeSolve`` likewise (``scale.bench.common.pin_threads``).
 """
 
 from __future__ import annotations
 
 import math
 
-from scale import least_squares_bench as bench
+from optlib.problems.nist import load_nist
+from scale.bench import least_squares as bench
+from scale.bench.common import pin_threads
 
 PROBLEMS = [
     "Misra1a", "Chwirut2", "Chwirut1", "Lanczos3", "Gauss1", "Gauss2", "DanWood", "Misra1b",
@@ -34,22 +37,10 @@ SOLVERS = list(bench.SOLVERS)
 THREADS = 1
 
 
-def _single_thread():
-    """Fix the thread count for the rest of this (asv-owned) process."""
-    import torch
-
-    torch.set_num_threads(THREADS)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=THREADS)
-
-
 def _table():
     """One pass over every problem, start and solver, reduced to plain numbers (pickled by asv)."""
-    cfg = bench.Config(problems=PROBLEMS, repeats=3, threads=THREADS)
-    result = bench.run_benchmark(cfg, progress=False, out=None)
+    cfg = bench.Config(problems=tuple(PROBLEMS), repeats=3, threads=THREADS, progress=False)
+    result = bench.run_benchmark(cfg)
     runs = {(r["problem"], r["start"], r["solver"]): r for r in result["runs"]}
     summary = result["summary"]
     return {
@@ -74,10 +65,8 @@ class TimeSolve:
     warmup_time = 0.0
 
     def setup(self, problem, start, solver):
-        from optlib.problems.nist import load_nist
-
-        _single_thread()
-        self.cfg = bench.Config(problems=[problem])
+        pin_threads(THREADS)
+        self.cfg = bench.Config(problems=(problem,))
         self.problem = load_nist(problem)
         self.x0 = self.problem.start(start)
         # asv's warm-up is switched off; one untimed solve here pays the first-call costs instead.

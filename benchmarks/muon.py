@@ -11,30 +11,29 @@
   the issue's target is <= 1.0. Absolute times move with the machine's load; this ratio is the number to
   watch.
 * ``DropMuon.track_dropmuon_speedup``: Muon's wall-clock time to the target accuracy divided by
-  Drop-Muon's (median over seeds, paired by seed) from a short run of ``scale.dropmuon`` with small
-  settings (``SMALL`` below, the report's quick configuration), for the uniform and the progress-shifted cutoff. Above 1 means Drop-Muon
-  reached the target sooner. The full benchmark is ``python -m scale.dropmuon``.
+  Drop-Muon's (median over seeds, paired by seed) from a short run of ``scale.bench.drop_muon_digits`` with
+  small settings (``SMALL`` below, its ``quick`` preset: the report's configuration), for the uniform and the
+  progress-shifted cutoff (``drop-muon-uniform``, ``drop-muon-shift``). Above 1 means Drop-Muon reached the
+  target sooner. The full benchmarks are ``python -m scale.bench.muon_step`` and
+  ``python -m scale.bench.drop_muon_digits``.
 
-Everything runs single-threaded (``torch.set_num_threads(1)``), as the report does.
+Everything runs single-threaded (torch and the BLAS pools, ``scale.bench.common.pin_threads``), as the report
+does.
 """
 
 from __future__ import annotations
 
 import math
 
-from scale import dropmuon
+from scale.bench import common, drop_muon_digits, muon_step
 
 THREADS = 1
-SHAPES = dropmuon.STEP_SHAPES
-IMPLS = dropmuon.STEP_IMPLS
-# One short Drop-Muon run (about a minute): the report's quick configuration.
-SMALL = dropmuon.QUICK
-
-
-def _single_thread():
-    import torch
-
-    torch.set_num_threads(THREADS)
+SHAPES = muon_step.STEP_SHAPES
+IMPLS = muon_step.STEP_IMPLS
+# One short Drop-Muon run (about a minute): the report's configuration.
+SMALL = drop_muon_digits.PRESETS["quick"]
+# asv's parameter "sampling" keeps the values its history is keyed by; each names one of the benchmark's methods.
+SAMPLING = {"drop-uniform": "drop-muon-uniform", "drop-shift": "drop-muon-shift"}
 
 
 class StepTime:
@@ -48,8 +47,8 @@ class StepTime:
     warmup_time = 0.0
 
     def setup(self, shapes, impl):
-        _single_thread()
-        self.opt = dropmuon.muon_optimizer(impl, dropmuon.step_params(SHAPES[shapes]))
+        common.pin_threads(THREADS)
+        self.opt = muon_step.muon_optimizer(impl, muon_step.step_params(SHAPES[shapes]))
         self.opt.step()  # state allocation and first-call costs, untimed
 
     def time_step(self, shapes, impl):
@@ -65,14 +64,17 @@ class Ratio:
 
     def track_ratio_step_time(self, shapes):
         steps, warmup = (3, 1) if shapes == "4096x1024" else (7, 2)
-        return dropmuon.muon_step_times(SHAPES[shapes], steps=steps, warmup=warmup, threads=THREADS)["ratio"]
+        return muon_step.muon_step_times(SHAPES[shapes], steps=steps, warmup=warmup, threads=THREADS)["ratio"]
 
     track_ratio_step_time.unit = "optlib/torch"
 
 
 def _dropmuon_small():
-    """One short ``scale.dropmuon`` run; the median per-seed ratios Muon time / Drop-Muon time."""
-    result = dropmuon.run_benchmark(dropmuon.Config(**SMALL, threads=THREADS), progress=False, out=None, plot=False)
+    """One short ``scale.bench.drop_muon_digits`` run; the median per-seed ratios Muon time / Drop-Muon time,
+    keyed by method name."""
+    common.pin_threads(THREADS)
+    cfg = drop_muon_digits.Config(**SMALL, threads=THREADS, out=None, plot=False, progress=False)
+    result = drop_muon_digits.run_benchmark(cfg)
     return {name.split("/", 1)[1]: r["time_to_target"]["median"] for name, r in result["ratios"].items()}
 
 
@@ -88,7 +90,7 @@ class DropMuon:
     timeout = 600
 
     def track_dropmuon_speedup(self, cache, sampling):
-        value = cache.get(sampling, math.nan)
+        value = cache.get(SAMPLING[sampling], math.nan)
         return value if isinstance(value, float) and math.isfinite(value) else math.nan
 
     track_dropmuon_speedup.unit = "Muon/Drop-Muon"

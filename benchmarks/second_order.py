@@ -1,18 +1,18 @@
 """Second-order methods against scipy on the logistic problems (asv).
 
 * ``TimeToTarget.time_solve``: wall time of one run from ``x0`` until the relative suboptimality
-  (f - f*)/(f(x0) - f*) reaches ``scale.compare.DEFAULT_TARGET``, for every optlib method and every
-  scipy peer (``scale.compare.solvers()``), all on the same counted oracles. Data, f*, x0 and f(x0)
+  (f - f*)/(f(x0) - f*) reaches ``scale.bench.second_order.DEFAULT_TARGET``, for every optlib method and every
+  scipy peer (``scale.bench.second_order.solvers()``), all on the same counted oracles. Data, f*, x0 and f(x0)
   are built in ``setup``; the timed body is the solve only.
 * ``Ratio.track_ratio_optlib_over_scipy``: best optlib time / best scipy time to target, both measured
-  in the same process and the same run (``scale.compare.run_comparison``, median of repetitions after a
+  in the same process and the same run (``scale.bench.second_order.run_comparison``, median of repetitions after a
   warm-up). Below 1 means optlib is faster. Absolute times on shared machines move with the load; this
   ratio is the number to watch.
 * ``Quality.track_*``: iterations and oracle calls (f, gradient, Hessian, Hessian-vector products) to the
   target, per (problem, solver); NaN where the target was not reached.
 
 The comparison behind ``Ratio`` and ``Quality`` runs once per ``asv run`` (a shared ``setup_cache``).
-Everything runs single-threaded (torch and numpy/scipy's BLAS; see ``scale.compare.thread_limit``), as
+Everything runs single-threaded (torch and numpy/scipy's BLAS; see ``scale.bench.common.thread_limit``), as
 the report does by default, so that a busy neighbour on a small machine slows all solvers alike.
 """
 
@@ -20,25 +20,14 @@ from __future__ import annotations
 
 import math
 
-from scale import compare
+from scale.bench import second_order as compare
+from scale.bench.common import pin_threads
 
 PROBLEMS = list(compare.LOGISTIC_PROBLEMS)
 SOLVERS = compare.solvers()
 
 THREADS = 1
 _BUILT: dict = {}
-
-
-def _single_thread():
-    """Fix the thread count for the rest of this (asv-owned) process."""
-    import torch
-
-    torch.set_num_threads(THREADS)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=THREADS)
 
 
 def _problem(name):
@@ -84,7 +73,7 @@ class TimeToTarget:
     warmup_time = 0.0
 
     def setup(self, problem, solver):
-        _single_thread()
+        pin_threads(THREADS)
         self.problem = _problem(problem)
         self.solver = compare.get_solver(solver)
         reason = self.solver.skip_reason(self.problem)

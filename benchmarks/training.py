@@ -3,13 +3,14 @@
 All on the ``shakespeare-char-cpu`` preset's model (nanoGPT's CPU recipe: 4 layers, 4 heads, width 128,
 context 64, batch 12, tiny-shakespeare characters), single-threaded like the report.
 
-* ``PlainStep.time_plain_step``: one optimizer step of the plain PyTorch loop (``scale.train_bench.PlainLoop``:
-  batch, forward, backward, clipping, AdamW), the anchor of the throughput ratio.
+* ``PlainStep.time_plain_step``: one optimizer step of the plain PyTorch loop
+  (``scale.bench.training.PlainLoop``: batch, forward, backward, clipping, AdamW), the anchor of the throughput
+  ratio.
 * ``Memory.peakmem_plain_steps`` / ``Memory.peakmem_train_steps``: peak resident memory of a few steps of the
   plain loop and of a whole short ``scale.train.train`` call (corpus, model, optimizer state, metrics,
   checkpoint).
 * ``Throughput.track_throughput_ratio``: tokens/s of ``scale.train`` / tokens/s of the plain loop, both measured
-  in the same process, interleaved (``scale.train_bench.measure_throughput``, short settings). 1.0 = no
+  in the same process, interleaved (``scale.bench.training.measure_throughput``, the quick preset). 1.0 = no
   overhead; the target is >= 1.0 within noise. ``track_tokens_per_s`` gives each side's median rate.
 * ``Quality.track_time_to_target_ratio``: training wall-clock (evaluation paused) of Muon and Drop-Muon to the
   validation loss that AdamW reaches in the same short run, divided by AdamW's (the report's quick
@@ -18,8 +19,9 @@ context 64, batch 12, tiny-shakespeare characters), single-threaded like the rep
   LR-annealing scaling law (Tissue, Wang & Wang 2024, arXiv:2408.11029) fitted on a constant and a cosine run
   of the same length (short runs; error against the moving average of the logged loss, after warmup).
 
-The full benchmarks are ``python -m scale.train_bench throughput``, ``... quality --seeds 2`` and
-``... scaling`` (tens of minutes on two cores).
+The short runs use the commands' ``quick`` presets (the report's quick mode). The full benchmarks are
+``python -m scale.bench.training throughput``, ``... quality --seeds 2`` and ``... scaling`` (tens of minutes
+on two cores).
 """
 
 from __future__ import annotations
@@ -27,21 +29,14 @@ from __future__ import annotations
 import math
 import tempfile
 
-from scale import train_bench
+from scale.bench import common, training
 
 THREADS = 1
-TIERS = train_bench.REPORT_TIERS["quick"]
-
-
-def _single_thread():
-    import torch
-
-    torch.set_num_threads(THREADS)
 
 
 def _plain_config(out_dir: str):
-    return train_bench.bench_config({"run.out_dir": out_dir, "run.threads": THREADS, "run.eval_interval": 0,
-                                     "run.eval_iters": 1})
+    return training.bench_config({"run.out_dir": out_dir, "run.threads": THREADS, "run.eval_interval": 0,
+                                  "run.eval_iters": 1})
 
 
 class PlainStep:
@@ -53,9 +48,9 @@ class PlainStep:
     warmup_time = 0.0
 
     def setup(self):
-        _single_thread()
+        common.pin_threads(THREADS)
         self.tmp = tempfile.TemporaryDirectory()
-        self.loop = train_bench.PlainLoop(_plain_config(self.tmp.name))
+        self.loop = training.PlainLoop(_plain_config(self.tmp.name))
         for _ in range(3):  # allocator and first-call costs, untimed
             self.loop.step()
 
@@ -73,27 +68,27 @@ class Memory:
     steps = 5
 
     def setup(self):
-        _single_thread()
+        common.pin_threads(THREADS)
         self.tmp = tempfile.TemporaryDirectory()
 
     def teardown(self):
         self.tmp.cleanup()
 
     def peakmem_plain_steps(self):
-        loop = train_bench.PlainLoop(_plain_config(self.tmp.name))
+        loop = training.PlainLoop(_plain_config(self.tmp.name))
         for _ in range(self.steps):
             loop.step()
 
     def peakmem_train_steps(self):
-        config = train_bench.bench_config({"run.out_dir": self.tmp.name, "run.threads": THREADS,
-                                           "run.max_iters": self.steps, "schedule.warmup": 1,
-                                           "run.eval_interval": 0, "run.eval_iters": 1})
-        train_bench._run_train(config)
+        config = training.bench_config({"run.out_dir": self.tmp.name, "run.threads": THREADS,
+                                        "run.max_iters": self.steps, "schedule.warmup": 1,
+                                        "run.eval_interval": 0, "run.eval_iters": 1})
+        training._run_train(config)
 
 
 def _throughput():
-    cfg = train_bench.ThroughputConfig(**TIERS["throughput"], threads=(THREADS,))
-    return train_bench.measure_throughput(cfg)["by_threads"][str(THREADS)]
+    cfg = training.ThroughputConfig(**{**training.THROUGHPUT_PRESETS["quick"], "threads": (THREADS,)})
+    return training.measure_throughput(cfg)["by_threads"][str(THREADS)]
 
 
 _throughput.timeout = 600
@@ -102,7 +97,7 @@ _throughput.timeout = 600
 class Throughput:
     """scale.train tokens/s against the plain loop's, measured in one process."""
 
-    params = (list(train_bench.SIDES),)
+    params = (list(training.SIDES),)
     param_names = ["side"]
     setup_cache = staticmethod(_throughput)
     timeout = 600
@@ -119,8 +114,8 @@ class Throughput:
 
 
 def _quality():
-    cfg = train_bench.QualityConfig(**TIERS["quality"], threads=THREADS)
-    return train_bench.run_quality(cfg)
+    cfg = training.QualityConfig(**{**training.QUALITY_PRESETS["quick"], "threads": THREADS})
+    return training.run_quality(cfg)
 
 
 _quality.timeout = 600
@@ -129,13 +124,13 @@ _quality.timeout = 600
 class Quality:
     """Time to AdamW's validation loss, relative to AdamW (short runs; NaN: target not reached)."""
 
-    params = (list(train_bench.DEFAULT_METHODS),)
+    params = (list(training.DEFAULT_METHODS),)
     param_names = ["method"]
     setup_cache = staticmethod(_quality)
     timeout = 600
 
     def track_time_to_target_ratio(self, cache, method):
-        if method == train_bench.ANCHOR:
+        if method == training.ANCHOR:
             return 1.0
         value = cache["ratios"][method]["time_to_target"]["median"]
         return value if isinstance(value, float) and math.isfinite(value) else math.nan
@@ -149,8 +144,8 @@ class Quality:
 
 
 def _scaling():
-    cfg = train_bench.ScalingConfig(**TIERS["scaling"], threads=THREADS)
-    return train_bench.run_scaling(cfg)["prediction"]
+    cfg = training.ScalingConfig(**{**training.SCALING_PRESETS["quick"], "threads": THREADS})
+    return training.run_scaling(cfg)["prediction"]
 
 
 _scaling.timeout = 600

@@ -9,7 +9,7 @@ Modules:
 * :mod:`kernels.newton_schulz`: Newton–Schulz orthogonalization for Muon (symmetric ``X Xᵀ`` kernel, fused
   ``bA + cA²`` and ``aX + BX``), :func:`~kernels.newton_schulz.newton_schulz_reference`, and the dispatcher
   :func:`~kernels.newton_schulz.newton_schulz` (compiled on CUDA, interpreter, or reference).
-  GPU timing: ``python -m kernels.bench_newton_schulz``.
+  GPU timing: ``python -m scale.bench.newton_schulz_kernel`` (the benchmark wing of :mod:`scale`).
 """
 
 from kernels.newton_schulz import available

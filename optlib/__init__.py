@@ -1,9 +1,9 @@
 """optlib: modern optimization algorithms as their papers state them, with theorems checked by tests."""
 
-from .minimize import methods, minimize, register_method
+from . import least_squares  # noqa: F401  registers minimize(method="levenberg-marquardt")
+from .dispatch import methods, minimize, register_method
 from .problem import Constants, Problem
 from .result import OptimizeResult, Trace
-from . import least_squares  # noqa: F401  registers minimize(method="levenberg-marquardt")
 
 __all__ = ["Constants", "OptimizeResult", "Problem", "Trace", "methods", "minimize", "register_method"]
 __version__ = "0.1.0"

@@ -131,21 +131,31 @@ class Problem:
     def from_numpy(
         cls,
         fun: Callable[[np.ndarray], float],
+        n: int | None = None,
+        *,
         jac: Callable[[np.ndarray], np.ndarray] | bool | None = None,
         hess: Callable[[np.ndarray], np.ndarray] | None = None,
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-        *,
-        n: int | None = None,
         **kwargs: Any,
     ) -> Problem:
-        """Wrap scipy-style numpy callables (``jac=True`` means ``fun`` returns ``(f, g)``).
+        """Wrap scipy-style numpy callables: ``Problem.from_numpy(fun, n, jac=..., hess=..., hessp=...)``.
 
-        ``n`` may be left out: the dimension is then fixed by the first point the problem sees
-        (``x0`` in :func:`optlib.minimize`).
+        The arguments are those of :class:`Problem` (``fun``, then the dimension ``n``) with
+        :func:`scipy.optimize.minimize`'s derivative keywords: ``jac`` a callable ``jac(x) -> g``, or
+        ``True`` when ``fun`` returns ``(f, g)``; ``hess(x) -> H``; ``hessp(x, p) -> H p``. The
+        derivatives are keyword-only. ``n`` may be left out, as in
+        ``Problem.from_numpy(scipy.optimize.rosen, jac=scipy.optimize.rosen_der)``: the dimension is
+        then fixed by the first point the problem sees (``x0`` in :func:`optlib.minimize`). Other
+        keywords (``name``, ``x0``, ``constants``, ...) go to :class:`Problem`.
 
         Without ``jac`` the problem has no gradient; without ``hess`` no Hessian: asking for
         one raises a ``ValueError`` that says which argument to pass.
         """
+        if n is not None and (callable(n) or isinstance(n, bool) or not isinstance(n, (int, np.integer))):
+            raise TypeError(
+                f"the second argument of Problem.from_numpy is the dimension n (an integer or None), got {n!r}; "
+                "give the derivatives by keyword: Problem.from_numpy(fun, n, jac=..., hess=...)"
+            )
 
         def to_np(x: Tensor) -> np.ndarray:
             return x.detach().cpu().numpy()

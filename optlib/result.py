@@ -1,10 +1,13 @@
-"""`OptimizeResult` (scipy's, plus a trace and counters) and `Trace`, one record per iteration."""
+"""What every method shares: `OptimizeResult` (scipy's, plus a trace and counters), `Trace` (one record
+per iteration), the status codes, the callback conventions, and the checks and declarations of options."""
 
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.optimize
@@ -35,9 +38,24 @@ class Trace:
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self.records[i]
 
-    def column(self, key: str, default: float = np.nan) -> np.ndarray:
-        """One field across all records as a float array (``default`` where a record lacks it)."""
-        return np.array([r.get(key, default) for r in self.records], dtype=float)
+    def column(self, key: str, default: Any = None) -> np.ndarray:
+        """One field across all records, as a 1-D array with one entry per record.
+
+        A numeric field (every present value a real number: ``int``, ``float``, ``bool``, a numpy
+        scalar or a 0-d array or tensor) comes back as a float array, with ``default`` (NaN when
+        ``None``) where a record lacks the field. Any other field, for example ``rejections`` (a
+        list of reasons per record, of varying length) or a string, comes back as a 1-D array of
+        ``dtype=object`` holding the values themselves, with ``default`` (``None`` when ``None``)
+        where a record lacks it; numpy never tries to stack such values into a 2-D array.
+        """
+        present = [r[key] for r in self.records if key in r]
+        if all(_is_real_scalar(v) for v in present):
+            fill = np.nan if default is None else default
+            return np.array([float(r[key]) if key in r else fill for r in self.records], dtype=float)
+        out = np.empty(len(self.records), dtype=object)
+        for i, r in enumerate(self.records):
+            out[i] = r.get(key, default)
+        return out
 
     def keys(self) -> list[str]:
         """Every field name that appears in some record, in first-seen order."""
@@ -48,6 +66,20 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"Trace({len(self)} records, fields={self.keys()})"
+
+
+def _is_real_scalar(value: Any) -> bool:
+    """Whether ``value`` is one real number (a Python or numpy scalar, or a 0-d array or tensor)."""
+    if isinstance(value, (numbers.Real, np.bool_)):
+        return True
+    if getattr(value, "ndim", None) == 0 and not isinstance(value, (str, bytes)):
+        dtype = getattr(value, "dtype", None)
+        is_complex = getattr(value, "is_complex", None)
+        if callable(is_complex):  # a torch tensor
+            return not is_complex()
+        return dtype is not None and (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)) \
+            and not np.issubdtype(dtype, np.complexfloating)
+    return False
 
 
 class OptimizeResult(scipy.optimize.OptimizeResult):
@@ -98,3 +130,109 @@ def wrap_callback(callback: Callable[..., Any]) -> Callable[[OptimizeResult], bo
         return out is True
 
     return call
+
+
+# ------------------------------------------------------------------------------ options of the methods
+# The options that several methods share: name -> (kind, smallest allowed value). A tolerance is a
+# finite real number, a count an integer; both at least the bound.
+SHARED_OPTIONS: dict[str, tuple[str, int]] = {
+    "tol": ("tolerance", 0),
+    "gtol": ("tolerance", 0),
+    "ftol": ("tolerance", 0),
+    "xtol": ("tolerance", 0),
+    "maxiter": ("count", 0),
+    "max_inner": ("count", 1),
+    "max_nfev": ("count", 1),
+    "max_nonfinite": ("count", 1),
+    "hessian_every": ("count", 1),
+}
+
+
+def _check_tolerance(name: str, value: Any, minimum: int) -> float:
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        tol = math.nan
+    else:
+        try:
+            tol = float(value)
+        except (TypeError, ValueError):
+            tol = math.nan
+    if not (math.isfinite(tol) and tol >= minimum):
+        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}.")
+    return tol
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    count = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        count = int(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        as_float = float(value)
+        if math.isfinite(as_float) and as_float.is_integer():  # 1e4 is a count; 2.5 is not
+            count = int(as_float)
+    if count is None or count < minimum:
+        note = " (a bool is not a count)" if isinstance(value, (bool, np.bool_)) else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}{note}.")
+    return count
+
+
+def check_options(**values: Any) -> dict[str, Any]:
+    """Validate the shared options among ``values``; return them converted, ``None`` left as is.
+
+    The one check of these options for every method of :func:`optlib.minimize` and for
+    :func:`optlib.least_squares.least_squares` (see :data:`SHARED_OPTIONS`):
+
+    * tolerances ``tol``, ``gtol``, ``ftol``, ``xtol``: finite real numbers ``>= 0`` (NaN, a
+      negative number, a bool or a string is refused); returned as ``float``;
+    * counts ``maxiter >= 0`` and ``max_inner``, ``max_nfev``, ``max_nonfinite``,
+      ``hessian_every >= 1``: integers, where an integral float such as ``1e4`` counts as one and
+      ``2.5``, ``"10"`` or ``True`` do not; returned as ``int``.
+
+    A bad value raises ``ValueError`` naming the option and the value it got. A name outside
+    :data:`SHARED_OPTIONS` is a mistake of the caller and raises ``KeyError``.
+    """
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in SHARED_OPTIONS:
+            raise KeyError(f"check_options knows no option {name!r}; it checks {', '.join(SHARED_OPTIONS)}")
+        kind, minimum = SHARED_OPTIONS[name]
+        if value is None:
+            out[name] = None
+        elif kind == "tolerance":
+            out[name] = _check_tolerance(name, value, minimum)
+        else:
+            out[name] = _check_count(name, value, minimum)
+    return out
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def forwards_options(target: Callable[..., Any], *, fixed: Iterable[str] = ()) -> Callable[[Method], Method]:
+    """Declare that a method passes its ``**options`` on to ``target``.
+
+    The decorated function's signature (what :func:`inspect.signature`, ``help`` and
+    :func:`optlib.dispatch.method_options` see) becomes its own parameters followed by the
+    keyword-only parameters of ``target``, less the ones it sets itself: its own parameters and the
+    names in ``fixed``. The accepted options are thus read off the real signatures, with no second
+    list to keep in step. The names in ``fixed`` are kept in ``__fixed_options__`` so that an error
+    can say that the method sets them itself. Raises ``TypeError`` when the function has no
+    ``**options`` to forward.
+    """
+    fixed = frozenset(fixed)
+
+    def decorate(fn: Method) -> Method:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        if len(own) == len(sig.parameters):
+            raise TypeError(
+                f"{fn.__qualname__} takes no **options, so it has nothing to forward to {target.__qualname__}"
+            )
+        taken = {p.name for p in own} | fixed
+        params = inspect.signature(target).parameters.values()
+        forwarded = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in taken]
+        still_open = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+        fn.__signature__ = sig.replace(parameters=[*own, *forwarded, *still_open])  # type: ignore[attr-defined]
+        fn.__fixed_options__ = fixed  # type: ignore[attr-defined]
+        return fn
+
+    return decorate

@@ -31,6 +31,7 @@ import os
 import random
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,25 +112,56 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return path
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format
+_WHAT_TO_DO = ("It was left untouched: delete it (a resume then starts from the checkpoint before it, if any) or "
+               "start afresh in this folder with --run.overwrite true instead of --run.resume true.")
+
+
+def _refuse(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"cannot resume from checkpoint {str(path)!r}: {problem}. {_WHAT_TO_DO}")
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in our words (torch's message may be cut short, empty,
+    or advise ``weights_only=False``, which would run the file's pickled code)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as os_exc:
+        return f"the file cannot be opened ({os_exc.strerror or type(os_exc).__name__})"
+    if not head:
+        return "the file is empty (0 bytes), so it holds no state to resume"
+    if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        return ("the file is a pickle of Python objects other than tensors and plain containers, so it is not a "
+                "checkpoint of scale.train (loading it would run code from the file, which is refused)")
+    if head == _ZIP_MAGIC:
+        return ("the file is a damaged torch.save archive (truncated or corrupt, e.g. a copy that did not finish), "
+                "so it cannot be read")
+    return ("the file is not in torch.save's format (a text file, or a file of another program under a checkpoint "
+            "name), so it cannot be read")
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint with ``weights_only=True``; :class:`CheckpointError` saying why if it is unusable.
 
-    The file is never modified.
+    An empty, damaged or foreign file (text, a pickle of something else, a ``torch.save`` of another object) is
+    refused with a message of ours that names the file, the problem and what to do. The file is never modified.
     """
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupt or foreign pickle
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it is corrupt or not a checkpoint of scale.train. It was left untouched; move or delete it to "
-            "resume from an earlier checkpoint"
-        ) from exc
+        with warnings.catch_warnings():  # torch's remarks on foreign pickles: our message below replaces them
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # empty, truncated, corrupt or foreign file
+        raise _refuse(path, _unreadable(path, exc)) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a scale.train checkpoint (format {FORMAT!r} expected)")
+        kind = f"a {type(ckpt).__name__}" if not isinstance(ckpt, dict) else "a dict without format " + repr(FORMAT)
+        raise _refuse(path, f"the file was written by torch.save but holds {kind}, not a checkpoint of "
+                            "scale.train")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
-        raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}; it cannot resume a run exactly")
+        raise _refuse(path, f"the checkpoint lacks the entries {', '.join(missing)}, so it cannot resume a run "
+                            "exactly")
     return ckpt
 
 

@@ -13,7 +13,8 @@
   Drop-Muon's cutoff block (0 for the other optimizers), ``layers_backpropagated`` the blocks the backward
   pass went through and ``block_backward_flops`` their analytic backward FLOPs on this rank's batch;
 - per evaluation ``{"kind": "eval", "step", "val_loss", "val_ppl", "tokens", "wall_s"}``;
-- on resume ``{"kind": "resume", "step", "checkpoint"}``.
+- on resume ``{"kind": "resume", "step", "checkpoint", "schedule"}`` (``schedule``: the learning-rate schedule
+  the run continues on, ``{"name", "params"}``, also in the header).
 
 The ``step``/``lr``/``loss`` columns are what :func:`scale.scaling_law.load_metrics` reads.
 """
@@ -25,9 +26,8 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from .records import json_safe
+from .records import json_safe, pyplot
 
 __all__ = ["MetricsWriter", "plot_loss_curve", "read_metrics", "truncate_after"]
 
@@ -96,11 +96,7 @@ def truncate_after(path: str | Path, step: int) -> int:
 
 def plot_loss_curve(records: Iterable[dict], path: str | Path, title: str = "") -> Path:
     """Training loss (per logged step) and validation loss (per evaluation) against the step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     records = list(records)
     train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train" and _finite(r.get("loss"))]
     val = [(r["step"], r["val_loss"]) for r in records if r.get("kind") == "eval" and _finite(r.get("val_loss"))]

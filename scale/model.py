@@ -76,7 +76,7 @@ def _is_real(v) -> bool:
 
 @dataclass
 class GPTConfig:
-    """Shape and options of :class:`GPT`.
+    """Shape and options of the GPT model (scale.model.GPT).
 
     Attributes
     ----------

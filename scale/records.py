@@ -1,4 +1,8 @@
-"""JSON records of benchmark runs: one conversion to JSON-safe values, used by every benchmark module."""
+"""What runs leave on disk: one conversion to JSON-safe values, and matplotlib on its file-only backend.
+
+Both the training application (metrics, loss curves, the scaling-law plot) and every benchmark of
+:mod:`scale.bench` write through these, so the application needs nothing from the benchmark wing.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["json_safe"]
+__all__ = ["json_safe", "pyplot"]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported on first use: matplotlib is slow to load)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def json_safe(obj: Any) -> Any:

@@ -44,7 +44,8 @@ The schedules:
 :func:`constant`
     Warmup, then 1.
 
-:func:`make_schedule` builds any of them by name (``"cosine"``, ``"wsd"``, ``"wsd_s"``, ``"constant"``).
+:func:`make_schedule` builds any of them by name (``"cosine"``, ``"wsd"``, ``"wsd-s"``, ``"constant"``; the
+underscore spelling ``"wsd_s"`` of earlier versions is accepted as an alias).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ __all__ = [
     "constant_multiplier",
 ]
 
-SCHEDULES = ("cosine", "wsd", "wsd_s", "constant")
+SCHEDULES = ("cosine", "wsd", "wsd-s", "constant")
 DECAYS = ("linear", "exp", "sqrt")
 
 
@@ -219,13 +220,15 @@ class LRSchedule:
     """
 
     def __init__(self, name: str, params: dict[str, Any]):
+        name = _ALIASES.get(name, name)
         if name not in _BUILDERS:
             raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
         self.name = name
         self.params = dict(params)
 
     def __call__(self, step: int | float) -> float:
-        return float(_VALUE[self.name](float(step), **self.params))
+        # the alias lookup serves objects whose __dict__ LambdaLR.load_state_dict restored from an old state
+        return float(_VALUE[_ALIASES.get(self.name, self.name)](float(step), **self.params))
 
     def values(self, n: int | None = None) -> np.ndarray:
         """The multipliers of steps ``0 .. n-1`` (``n`` = ``total`` by default)."""
@@ -238,7 +241,7 @@ class LRSchedule:
     def decay_ends(self) -> list[int]:
         """The steps (optimizer steps completed) at which a decay ends: the checkpoints to keep. WSD-S: one
         per cycle; cosine and WSD: ``[total]``; constant: ``[]``."""
-        if self.name == "wsd_s":
+        if _ALIASES.get(self.name, self.name) == "wsd-s":
             return _cycle_ends(self.params["total"], self.params["cycle"])
         if self.name == "constant":
             return []
@@ -343,19 +346,19 @@ def wsd_s(total: int, warmup: int, cycle: int | Sequence[int], decay_fraction: f
         if start + rewarmup > dstart:
             raise ValueError(f"rewarmup ({rewarmup}) runs into the decay starting at step {dstart}")
     cycle_param = int(cycle) if isinstance(cycle, (int, np.integer)) else [int(e) for e in cycle]
-    return LRSchedule("wsd_s", {"total": total, "warmup": warmup, "cycle": cycle_param,
+    return LRSchedule("wsd-s", {"total": total, "warmup": warmup, "cycle": cycle_param,
                                 "decay_fraction": decay_fraction, "decay": decay, "min_ratio": min_ratio,
                                 "half_life": None if half_life is None else float(half_life), "rewarmup": rewarmup})
 
 
-_BUILDERS = {"cosine": cosine, "wsd": wsd, "wsd_s": wsd_s, "constant": constant}
-_VALUE = {"cosine": cosine_multiplier, "wsd": wsd_multiplier, "wsd_s": wsd_s_multiplier,
+_BUILDERS = {"cosine": cosine, "wsd": wsd, "wsd-s": wsd_s, "constant": constant}
+_VALUE = {"cosine": cosine_multiplier, "wsd": wsd_multiplier, "wsd-s": wsd_s_multiplier,
           "constant": constant_multiplier}
-_ALIASES = {"wsd-s": "wsd_s", "wsds": "wsd_s"}
+_ALIASES = {"wsd_s": "wsd-s", "wsds": "wsd-s"}
 
 
 def make_schedule(name: str, **kwargs: Any) -> LRSchedule:
-    """Build a schedule by name: ``"cosine"``, ``"wsd"``, ``"wsd_s"`` (also ``"wsd-s"``) or ``"constant"``;
+    """Build a schedule by name: ``"cosine"``, ``"wsd"``, ``"wsd-s"`` (also ``"wsd_s"``) or ``"constant"``;
     keyword arguments go to the builder. Unknown names and arguments are ``ValueError`` listing the valid
     ones."""
     key = _ALIASES.get(name, name) if isinstance(name, str) else name

@@ -3,12 +3,15 @@ r"""``python -m scale.train``: a nanoGPT-style trainer for :class:`scale.model.G
 Usage::
 
     python -m scale.train --preset shakespeare-char-cpu                     # minutes on a laptop CPU
-    python -m scale.train --config scale/configs/muon.toml --optim.lr 3e-3  # TOML, then dotted overrides
+    python -m scale.train --config scale/configs/shakespeare-char-muon-cpu.toml --optim.lr 3e-3  # TOML, then flags
     python -m scale.train --help                                            # every option, with defaults
     torchrun --standalone --nproc_per_node=2 -m scale.train --preset ...    # data parallel (gloo on CPU)
 
 From Python, :func:`train` takes a :class:`scale.config.TrainConfig` and returns a summary dict; :func:`main`
-is the command line.
+is the command line, :data:`COMMAND` (a :class:`scale.cli.Command`) its description: every field of
+:class:`~scale.config.TrainConfig` is an option ``--section.name VALUE``, with ``--preset``, ``--config FILE.toml``
+and ``--print-config``. Exit status: 0, 2 for a usage or configuration error (an ``error:`` line), 3 for a
+non-finite loss.
 
 Optimizers (``optim.name``):
 
@@ -18,7 +21,7 @@ Optimizers (``optim.name``):
 - ``muon``: :class:`optlib.optim.MuonWithAdamW` over :func:`optlib.optim.muon_param_groups`: the hidden
   matrices of the blocks take Muon steps (Jordan et al. 2024), the token/position embeddings, the head, norms
   and biases take AdamW steps (the AdamW part split into decayed 2-D and undecayed 1-D groups as above).
-- ``dropmuon``: :class:`optlib.optim.DropMuon` (Gruntkowska, Maziane, Qu & Richtárik 2025, arXiv:2510.02239)
+- ``drop-muon``: :class:`optlib.optim.DropMuon` (Gruntkowska, Maziane, Qu & Richtárik 2025, arXiv:2510.02239)
   over :func:`optlib.optim.layer_param_groups` of ``model.blocks``, ``torch.optim.AdamW`` on every other
   parameter. Each step draws a cutoff :math:`s` (``opt.sample_cutoff(progress)``, progress = step / max_iters),
   runs ``model(x, y, cutoff=s)`` so the embeddings and ``blocks[:s]`` run without autograd, and the backward
@@ -26,8 +29,12 @@ Optimizers (``optim.name``):
   AdamW skips the frozen parameters since their ``.grad`` is ``None``.
 
 Every param group's learning rate is its peak value times the schedule's multiplier
-(``torch.optim.lr_scheduler.LambdaLR`` over :func:`scale.schedules.make_schedule`); with ``wsd_s`` a
-checkpoint (and an evaluation) is written at every decay end.
+(``torch.optim.lr_scheduler.LambdaLR`` over :func:`scale.schedules.make_schedule`); with ``wsd-s`` a
+checkpoint (and an evaluation) is written at every decay end. The schedule's horizon is ``schedule.total``, by
+default the ``run.max_iters`` of the run that started it; a resumed run keeps the horizon of its checkpoint, so
+resuming with a larger ``run.max_iters`` continues at the final learning rate rather than raising it again
+(``--schedule.total`` on resume sets a new horizon). A warmup longer than the horizon allows is shortened to a
+tenth of the horizon with a warning, so that a preset runs with a short ``--run.max_iters``.
 
 Distributed: when ``WORLD_SIZE > 1`` (set by ``torchrun``) the process group is initialised (gloo on CPU,
 nccl on CUDA) and the model is wrapped in ``DistributedDataParallel`` (``run.parallel = "ddp"``) or sharded
@@ -45,6 +52,9 @@ at uniform cutoffs but gave up DDP's overlap of the all-reduce with the backward
 ``find_unused_parameters=True`` cost nothing measurable at cutoff 0 against plain DDP (its extra graph
 traversal is short for a few blocks). Rank 0 logs and saves.
 
+``run.out_dir`` is created with its missing parents; a path that is a file, lies under a file or is not
+writable is refused before anything is loaded.
+
 Checkpoints and exact resume: see :mod:`scale.checkpoint`. Metrics: see :mod:`scale.metrics`. Evaluation
 runs on fixed validation windows (:func:`scale.data.eval_windows`) every ``run.eval_interval`` steps with the
 training clock paused (AlgoPerf's convention). A non-finite training loss stops the run with the step in the
@@ -61,6 +71,7 @@ import math
 import os
 import random
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,12 +97,16 @@ from .checkpoint import (
     restore_rng,
     save_atomic,
 )
+from .cli import Command
 from .config import (
+    CUTOFF_SAMPLERS,
+    OPTIMIZERS,
+    PRESETS,
     TrainConfig,
     config_to_dict,
     config_to_toml,
     diff_configs,
-    parse_cli,
+    upgrade_config_dict,
 )
 from .data import BatchSampler, eval_windows, load_corpus
 from .metrics import MetricsWriter, plot_loss_curve, read_metrics, truncate_after
@@ -99,13 +114,17 @@ from .model import GPT
 from .schedules import LRSchedule, make_schedule
 
 __all__ = [
+    "COMMAND",
     "CheckpointError",
     "DistContext",
     "NonFiniteLossError",
     "build_optimizers",
     "build_schedule",
+    "check_out_dir",
+    "fit_schedule",
     "evaluate",
     "main",
+    "schedule_horizon",
     "setup_distributed",
     "train",
 ]
@@ -252,18 +271,18 @@ def _cutoff_distribution(config: TrainConfig):
     kind = config.optim.cutoff_sampler
     if kind == "uniform":
         return "uniform"
-    if kind == "epoch_shift":
+    if kind == "epoch-shift":
         return epoch_shift(n, config.optim.shift_alpha)
-    if kind == "linear_shift":
+    if kind == "linear-shift":
         return linear_shift(n)
-    raise ValueError(f"optim.cutoff_sampler: unknown {kind!r}; valid: uniform, epoch_shift, linear_shift")
+    raise ValueError(f"optim.cutoff_sampler: unknown sampler {kind!r}; valid: {', '.join(CUTOFF_SAMPLERS)}")
 
 
 def build_optimizers(model: nn.Module, config: TrainConfig, *, world_size: int = 1,
                      local_batch_size: int | None = None) -> tuple[list[torch.optim.Optimizer], DropMuon | None]:
     """The optimizers of ``config.optim`` for ``model`` (a :class:`scale.model.GPT`, possibly FSDP-sharded).
 
-    Returns ``(optimizers, dropmuon)``: every optimizer steps each iteration; ``dropmuon`` is the
+    Returns ``(optimizers, drop_muon)``: every optimizer steps each iteration; ``drop_muon`` is the
     :class:`optlib.optim.DropMuon` among them (whose ``sample_cutoff`` gives the step's cutoff) or ``None``.
     """
     o = config.optim
@@ -300,12 +319,12 @@ def build_optimizers(model: nn.Module, config: TrainConfig, *, world_size: int =
                             adamw_weight_decay=o.weight_decay, **muon_kw)
         return [opt], None
 
-    if o.name == "dropmuon":
+    if o.name == "drop-muon":
         blocks = model.blocks
         n_layer = len(blocks)
         muon_groups, _ = layer_param_groups(blocks)
-        in_dropmuon = {id(p) for g in muon_groups for p in g["params"]}
-        rest = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_dropmuon]
+        in_drop_muon = {id(p) for g in muon_groups for p in g["params"]}
+        rest = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_drop_muon]
         costs = model.block_costs(local_batch_size) if local_batch_size and hasattr(model, "block_costs") else None
         if world_size > 1 and _accepts(DropMuon.__init__, "distributed"):
             muon_kw["distributed"] = True
@@ -318,24 +337,57 @@ def build_optimizers(model: nn.Module, config: TrainConfig, *, world_size: int =
         if adam_groups:
             opts.append(torch.optim.AdamW(adam_groups, lr=o.lr, fused=fused_ok or None, **adamw_kw))
         return opts, dm
-    raise ValueError(f"optim.name: unknown optimizer {o.name!r}; valid: adamw, muon, dropmuon")
+    raise ValueError(f"optim.name: unknown optimizer {o.name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
-def build_schedule(config: TrainConfig) -> LRSchedule:
-    """The :class:`scale.schedules.LRSchedule` of ``config.schedule`` (total = ``run.max_iters`` unless set)."""
+def schedule_horizon(config: TrainConfig) -> int:
+    """The steps the schedule of ``config`` spans: ``schedule.total``, else ``run.max_iters``."""
+    return config.schedule.total if config.schedule.total is not None else config.run.max_iters
+
+
+def _make_schedule(config: TrainConfig, total: int, warmup: int) -> LRSchedule:
     s = config.schedule
-    total = s.total if s.total is not None else config.run.max_iters
-    kw: dict[str, Any] = {"warmup": s.warmup}
+    kw: dict[str, Any] = {"warmup": warmup}
     if s.name != "constant":
         kw.update(total=total, min_ratio=s.min_ratio)
-    if s.name in ("wsd", "wsd_s"):
+    if s.name in ("wsd", "wsd-s"):
         kw.update(decay_fraction=s.decay_fraction, decay=s.decay, half_life=s.half_life)
-    if s.name == "wsd_s":
+    if s.name == "wsd-s":
         kw.update(cycle=s.cycle if s.cycle > 0 else max(1, total // 4), rewarmup=s.rewarmup)
     try:
         return make_schedule(s.name, **kw)
     except ValueError as exc:
         raise ValueError(f"schedule: {exc}") from exc
+
+
+def fit_schedule(config: TrainConfig, total: int | None = None) -> tuple[LRSchedule, str | None]:
+    """The schedule of ``config.schedule`` over ``total`` steps (default :func:`schedule_horizon`) and a warning.
+
+    A ``schedule.warmup`` that does not fit the horizon (cosine: warmup >= total; wsd/wsd-s: warmup running into
+    the first decay) is shortened to a tenth of the horizon, and the warning says so; ``None`` when the
+    schedule is built as configured. Other inconsistencies raise ``ValueError`` naming the ``schedule`` field.
+    """
+    s = config.schedule
+    total = schedule_horizon(config) if total is None else total
+    try:
+        return _make_schedule(config, total, s.warmup), None
+    except ValueError as exc:
+        short = total // 10
+        if short >= s.warmup:
+            raise  # not the warmup's fault
+        try:
+            schedule = _make_schedule(config, total, short)
+        except ValueError:
+            raise exc from None
+        return schedule, (f"schedule.warmup={s.warmup} does not fit a {s.name} schedule of {total} steps "
+                          f"({str(exc).removeprefix('schedule: ')}); using a warmup of {short} steps (a tenth of "
+                          "the schedule) instead. Set --schedule.warmup to choose it.")
+
+
+def build_schedule(config: TrainConfig, total: int | None = None) -> LRSchedule:
+    """The :class:`scale.schedules.LRSchedule` of ``config.schedule`` over ``total`` steps (default
+    ``schedule.total``, else ``run.max_iters``), with a too-long warmup shortened as :func:`fit_schedule` says."""
+    return fit_schedule(config, total)[0]
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -371,6 +423,45 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path if it is, or can be created as, a writable folder; ``ValueError`` saying why not.
+
+    Nothing is created here (the trainer creates the folder and its missing parents once the configuration has
+    been checked); a path that is a file, lies under a file, or whose nearest existing folder this process may
+    not write into is refused.
+    """
+    path = Path(out_dir)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"run.out_dir {str(path)!r} is a file, not a folder; pass a folder with --run.out_dir "
+                             "(a missing folder is created)")
+        existing = path
+    else:
+        existing = next((a for a in path.parents if a.exists()), Path("."))
+        if not existing.is_dir():
+            raise ValueError(f"run.out_dir {str(path)!r} cannot be created because {str(existing)!r} is a file, not "
+                             "a folder; choose another --run.out_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it is" if existing == path else f"its nearest existing folder {str(existing)!r} is"
+        raise ValueError(f"run.out_dir {str(path)!r} cannot be written: {where} not writable by this process; "
+                         "choose another --run.out_dir or change the folder's permissions")
+    return path
+
+
+def _make_out_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"run.out_dir {str(path)!r} cannot be created ({exc.strerror or type(exc).__name__}); "
+                         "choose another --run.out_dir") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name (some messages are empty)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _resolve_vocab(config: TrainConfig, corpus_vocab: int) -> TrainConfig:
     v = config.model.vocab_size
     if v == 0:
@@ -404,15 +495,15 @@ class _Trainer:
         self.callback = step_callback
         self.t_start = time.perf_counter()
         _check_config(config, ctx)
+        self.out_dir = check_out_dir(config.run.out_dir)
         if config.run.threads > 0:
             torch.set_num_threads(config.run.threads)
         self.corpus = _corpus(config, ctx)
         self.config = config = _resolve_vocab(config, self.corpus.vocab_size)
         config.model.validate()
-        self.out_dir = Path(config.run.out_dir)
         self.metrics_path = self.out_dir / METRICS_NAME
-        self.schedule = build_schedule(config)
-        self.decay_ends = set(self.schedule.decay_ends()) if config.schedule.name == "wsd_s" else set()
+        self.notes: list[str] = []  # warnings for rank 0 to print once the run is set up
+        self._set_schedule(schedule_horizon(config))
 
         # Model: the same initialization on every rank; then per-rank generators (dropout).
         _seed_all(config.run.seed)
@@ -424,11 +515,11 @@ class _Trainer:
         b, t = config.data.batch_size, config.model.block_size
         self.local_batch = b // ctx.world_size
         self.tokens_per_step = b * t
-        self.optimizers, self.dropmuon = build_optimizers(raw, config, world_size=ctx.world_size,
+        self.optimizers, self.drop_muon = build_optimizers(raw, config, world_size=ctx.world_size,
                                                           local_batch_size=self.local_batch)
         self.costs = raw.block_costs(self.local_batch)  # analytic per-block FLOPs of one rank's batch
-        sched_fn = self.schedule
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: sched_fn(s)) for o in self.optimizers]
+        # through self: a resume may replace the schedule (the checkpoint's horizon)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: self.schedule(s)) for o in self.optimizers]
         self.params = [p for p in raw.parameters() if p.requires_grad]
         self.sampler = BatchSampler(self.corpus.train, t, b, config.run.seed, rank=ctx.rank,
                                     world_size=ctx.world_size)
@@ -449,6 +540,13 @@ class _Trainer:
         self.last_loss: float | None = None
 
     # -- setup ----------------------------------------------------------------------------------------
+    def _set_schedule(self, horizon: int) -> None:
+        self.schedule, note = fit_schedule(self.config, horizon)
+        self.notes = [n for n in self.notes if not n.startswith("schedule.warmup=")]
+        if note is not None:
+            self.notes.append(note)
+        self.decay_ends = set(self.schedule.decay_ends()) if self.config.schedule.name == "wsd-s" else set()
+
     def _wrap(self, raw: nn.Module) -> nn.Module:
         run = self.config.run
         model: nn.Module = raw
@@ -467,7 +565,7 @@ class _Trainer:
             return model
         ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=ids, find_unused_parameters=self.config.optim.name == "dropmuon")
+            model, device_ids=ids, find_unused_parameters=self.config.optim.name == "drop-muon")
 
     @property
     def fsdp(self) -> bool:
@@ -476,6 +574,12 @@ class _Trainer:
     def print(self, *args, **kw) -> None:
         if self.ctx.is_main and self.config.run.verbose:
             print(*args, **kw, flush=True)
+
+    def warn_notes(self) -> None:
+        """Print the collected warnings on stderr (rank 0, whatever run.verbose says)."""
+        if self.ctx.is_main:
+            for note in self.notes:
+                print(f"warning: {note}", file=sys.stderr, flush=True)
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def _state_dicts(self) -> tuple[dict, list[dict]]:
@@ -519,6 +623,7 @@ class _Trainer:
                 "torch_version": str(torch.__version__),
                 "world_size": self.ctx.world_size,
                 "train_seconds": self.train_seconds,
+                "schedule": {"name": self.schedule.name, "params": self.schedule.params},
             }
             save_atomic(ckpt, path)
             self._prune()
@@ -540,18 +645,21 @@ class _Trainer:
     def restore(self, path: Path) -> None:
         """Load ``path`` into every piece of state; refuse (CheckpointError) if it cannot resume this config."""
         ckpt = load_checkpoint(path)
-        diffs = diff_configs(ckpt["config"], config_to_dict(self.config))
+        saved = upgrade_config_dict(ckpt["config"])
+        diffs = diff_configs(saved, config_to_dict(self.config))
+        keep = ("It was left untouched; use another --run.out_dir for a new run, or --run.overwrite true instead of "
+                "--run.resume true to delete the checkpoints of this folder and start again.")
         if diffs:
             raise CheckpointError(
                 f"refusing to resume from {str(path)!r}: it was written by a run with another configuration "
-                f"({'; '.join(diffs)}). Only run-length and bookkeeping fields may change on resume. The "
-                "checkpoint was left untouched; use another run.out_dir for a new run")
+                f"({'; '.join(diffs)}), and only run-length and bookkeeping settings may change on resume. {keep}")
         if ckpt["step"] > self.config.run.max_iters:
-            raise CheckpointError(f"checkpoint {str(path)!r} is at step {ckpt['step']}, past run.max_iters="
-                                  f"{self.config.run.max_iters}; raise run.max_iters to continue it")
+            raise CheckpointError(f"refusing to resume from {str(path)!r}: it is at step {ckpt['step']}, past "
+                                  f"run.max_iters={self.config.run.max_iters}; raise --run.max_iters to continue it.")
         if len(ckpt["optim"]) != len(self.optimizers) or len(ckpt["sched"]) != len(self.schedulers):
-            raise CheckpointError(f"checkpoint {str(path)!r} holds {len(ckpt['optim'])} optimizer states, this "
-                                  f"run has {len(self.optimizers)}")
+            raise CheckpointError(f"refusing to resume from {str(path)!r}: it holds {len(ckpt['optim'])} optimizer "
+                                  f"state(s) and this run has {len(self.optimizers)}. {keep}")
+        self._resume_horizon(ckpt, saved)
         try:
             if self.fsdp:
                 from torch.distributed.checkpoint.state_dict import (
@@ -570,10 +678,13 @@ class _Trainer:
                     o.load_state_dict(sd)
             for s, sd in zip(self.schedulers, ckpt["sched"]):
                 s.load_state_dict(sd)
+                if self._horizon_changed:  # the restored learning rates are the old schedule's
+                    for group, base in zip(s.optimizer.param_groups, s.base_lrs):
+                        group["lr"] = base * self.schedule(s.last_epoch)
             self.sampler.load_state_dict(ckpt["data_sampler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run's model or optimizer "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"refusing to resume from {str(path)!r}: its state does not fit this run's model "
+                                  f"or optimizer although their settings match ({_first_line(exc)}). {keep}") from exc
         rngs = ckpt["rng"]
         if self.ctx.rank < len(rngs):
             restore_rng(rngs[self.ctx.rank])
@@ -585,6 +696,30 @@ class _Trainer:
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
         self.last_saved, self.last_ckpt = self.step, path
         self.resumed_from = path
+
+    def _resume_horizon(self, ckpt: dict, saved: dict) -> None:
+        """Keep the checkpoint's schedule horizon unless ``schedule.total`` is given (then switch to it)."""
+        stored = ckpt.get("schedule") or {}
+        saved_horizon = stored.get("params", {}).get("total")
+        if saved_horizon is None:  # a constant schedule, or a checkpoint from before the "schedule" entry
+            s, r = saved.get("schedule", {}), saved.get("run", {})
+            saved_horizon = s.get("total") if s.get("total") is not None else r.get("max_iters")
+        explicit = self.config.schedule.total
+        horizon = int(explicit if explicit is not None else saved_horizon)
+        step, max_iters = int(ckpt["step"]), self.config.run.max_iters
+        if horizon != schedule_horizon(self.config):
+            self._set_schedule(horizon)
+        self._horizon_changed = horizon != int(saved_horizon)
+        if explicit is not None and explicit != saved_horizon:
+            before = fit_schedule(self.config, int(saved_horizon))[0](step)
+            self.notes.append(f"schedule.total={explicit} changes the schedule's horizon from {saved_horizon} steps "
+                              f"(the checkpoint's) to {explicit} at step {step}: the learning-rate multiplier goes "
+                              f"from {before:.4g} to {self.schedule(step):.4g}.")
+        elif self.config.schedule.name != "constant" and max_iters > horizon:
+            self.notes.append(f"run.max_iters={max_iters} runs past the schedule's horizon of {horizon} steps kept "
+                              f"from the checkpoint: steps {max(step, horizon)} to {max_iters} train at its final "
+                              f"learning rate (multiplier {self.schedule(horizon):.4g}). Pass --schedule.total to "
+                              "stretch the schedule instead.")
 
     def prepare_out_dir(self) -> None:
         """Resume, or start fresh (refusing to mix with another run's checkpoints unless ``overwrite``)."""
@@ -621,6 +756,7 @@ class _Trainer:
             "torch": str(torch.__version__),
             "optlib": optlib.__version__,
             "python": sys.version.split()[0],
+            "schedule": {"name": self.schedule.name, "params": self.schedule.params},
         }
         if self.resumed_from is not None and self.metrics_path.exists():
             truncate_after(self.metrics_path, self.step)
@@ -629,7 +765,8 @@ class _Trainer:
             self.writer = MetricsWriter(self.metrics_path)
             self.writer.write(header)
         if self.resumed_from is not None:
-            self.writer.write({"kind": "resume", "step": self.step, "checkpoint": self.resumed_from.name})
+            self.writer.write({"kind": "resume", "step": self.step, "checkpoint": self.resumed_from.name,
+                               "schedule": {"name": self.schedule.name, "params": self.schedule.params}})
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _global_stats(self, loss: torch.Tensor) -> tuple[float, float, float]:
@@ -675,8 +812,8 @@ class _Trainer:
                 x = x.to(self.ctx.device, non_blocking=True)
                 y = y.to(self.ctx.device, non_blocking=True)
                 cutoff = 0
-                if self.dropmuon is not None:
-                    cutoff = self.dropmuon.sample_cutoff(self.step / max_iters)
+                if self.drop_muon is not None:
+                    cutoff = self.drop_muon.sample_cutoff(self.step / max_iters)
                 with self.autocast():
                     _, loss = self.model(x, y, cutoff=cutoff)
                 loss_v, ce, z = self._global_stats(loss)
@@ -837,7 +974,8 @@ def train(config: TrainConfig, *, step_callback: Callable[[int, nn.Module, dict]
         trainer = _Trainer(config, ctx, step_callback)
         trainer.prepare_out_dir()
         if ctx.is_main:
-            trainer.out_dir.mkdir(parents=True, exist_ok=True)
+            _make_out_dir(trainer.out_dir)
+        trainer.warn_notes()
         trainer.print(f"# resolved configuration (world size {ctx.world_size}, device {ctx.device})")
         trainer.print(config_to_toml(trainer.config))
         if trainer.resumed_from is not None:
@@ -853,27 +991,48 @@ def train(config: TrainConfig, *, step_callback: Callable[[int, nn.Module, dict]
             dist.destroy_process_group()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (``python -m scale.train --help``); returns the exit status."""
-    try:
-        config, args = parse_cli(argv)
-    except SystemExit as exc:  # --help, or argparse's own usage errors
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(config_to_toml(config))
-        return 0
+_DESCRIPTION = "\n\n".join(textwrap.fill(paragraph, 100) for paragraph in (
+    "Train a GPT (scale.model) on a character- or byte-level corpus (scale.data) with AdamW, Muon or Drop-Muon "
+    "(optlib.optim). Single process by default; under 'torchrun --nproc_per_node=N -m scale.train ...' "
+    "(WORLD_SIZE > 1) data-parallel with DDP or FSDP2 (gloo on CPU, nccl on CUDA), each rank taking its slice "
+    "of the same global batch. Writes OUT_DIR/metrics.jsonl, checkpoints OUT_DIR/ckpt_<step>.pt (exact "
+    "resume with --run.resume true) and OUT_DIR/loss.png; OUT_DIR is created with its missing parents.",
+    "Settings: defaults < --preset < --config FILE.toml < --section.name VALUE (also --section.name=VALUE; "
+    "dashes and underscores are interchangeable in names).",
+    "Resuming: the run continues from the latest checkpoint of OUT_DIR if its model/data/optim/schedule settings "
+    "match. The learning-rate schedule keeps the checkpoint's horizon: resuming with a larger --run.max_iters "
+    "trains the extra steps at the schedule's final learning rate (a warning says so) instead of raising it "
+    "again; --schedule.total N on resume stretches the schedule to N steps instead. A warmup longer than the "
+    "schedule allows (e.g. a preset's 100 steps with --run.max_iters 60) is shortened to a tenth of the "
+    "schedule, with a warning.",
+    "Exit status: 0 done, 2 a usage or configuration error (one 'error:' line), 3 a non-finite loss.",
+))
+
+
+def _epilog() -> str:
+    lines = ["presets:"]
+    for name, o in PRESETS.items():
+        shape = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in o.items() if k.startswith("model.n_"))
+        lines.append(f"  {name}: {o.get('optim.name')}, {o.get('run.max_iters')} steps, {shape}")
+    return "\n".join(lines)
+
+
+def _run(config: TrainConfig) -> int:
+    """:func:`train` for the command line: a refused checkpoint becomes a usage error (exit status 2, via
+    :class:`scale.cli.Command`), a non-finite loss an ``error:`` line and exit status 3."""
     try:
         train(config)
-    except (ValueError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from exc
     except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{COMMAND.prog}: error: {exc}", file=sys.stderr)
         return 3
     return 0
+
+
+COMMAND = Command(prog="python -m scale.train", description=_DESCRIPTION, config=TrainConfig, run=_run,
+                  presets=PRESETS, epilog=_epilog(), help="train a GPT with AdamW, Muon or Drop-Muon")
+main = COMMAND.main
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The core: Problem oracles and counters, minimize's contract, results, callbacks and bad input."""
 
+import importlib
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -66,6 +68,22 @@ def test_from_numpy_matches_scipy_rosen():
     assert P.n == 3  # fixed by the first point it saw
     with pytest.raises(ValueError, match="length 3"):
         optlib.minimize(P, np.zeros(4))
+
+
+def test_from_numpy_documented_call_form_with_dimension():
+    """``Problem.from_numpy(fun, n, jac=..., hess=...)``, the form of Problem(fun, n) with scipy's
+    derivative keywords, builds the same problem as the dimension-free form."""
+    P = optlib.Problem.from_numpy(scipy.optimize.rosen, 3, jac=scipy.optimize.rosen_der, hess=scipy.optimize.rosen_hess)
+    assert P.n == 3
+    x = np.array([-1.2, 1.0, 0.5])
+    np.testing.assert_allclose(P.hessian(torch.tensor(x)).numpy(), scipy.optimize.rosen_hess(x))
+    res = optlib.minimize(P, x, gtol=1e-9, maxiter=500)
+    assert res.success and np.allclose(res.x.numpy(), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="length 3"):
+        P.check_x(np.zeros(4))
+    # a derivative in the dimension's place is named, with the keyword to use
+    with pytest.raises(TypeError, match=r"second argument of Problem.from_numpy is the dimension n.*jac=\.\.\."):
+        optlib.Problem.from_numpy(scipy.optimize.rosen, scipy.optimize.rosen_der)
 
 
 def test_from_numpy_without_derivatives_says_what_to_pass():
@@ -175,6 +193,53 @@ def test_indefinite_hessian_is_rejected_not_taken():
     assert any("not positive definite" in r for r in reasons)
     with pytest.raises(NonPSDCurvatureError, match="cannot grow"):
         optlib.minimize(P, x0, gamma0=1e3, adaptive=False)
+
+
+def test_trace_column_of_ragged_and_numeric_fields():
+    """``rejections`` holds a list of reasons per record, of varying length: the column is a 1-D object
+    array of those lists (None where a record has none), while numeric fields stay float arrays."""
+    P = optlib.Problem(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, 2)
+    res = optlib.minimize(P, torch.tensor([0.0, 1.0], dtype=DT), gamma0=1e3, gtol=1e-9, maxiter=500)
+    lengths = {len(rec["rejections"]) for rec in res.trace.records[1:]}
+    assert len(lengths) > 1  # the ragged case: some iterations had rejections, others none
+    col = res.trace.column("rejections")
+    assert col.dtype == object and col.shape == (len(res.trace),)
+    assert col[0] is None and all(col[k] is rec["rejections"] for k, rec in enumerate(res.trace) if k > 0)
+    f = res.trace.column("f")
+    assert f.dtype == np.float64 and f.shape == (len(res.trace),)
+    lam = res.trace.column("lam")  # absent at iteration 0: NaN there
+    assert np.isnan(lam[0]) and np.all(np.isfinite(lam[1:]))
+    assert res.trace.column("lam", default=-1.0)[0] == -1.0
+    assert res.trace.column("verified").dtype == np.float64  # booleans are numbers
+    strings = optlib.Trace([{"k": 0}, {"k": 1, "note": "a"}]).column("note")
+    assert strings.dtype == object and list(strings) == [None, "a"]
+    # lists of equal length are values too, not a second dimension
+    same = optlib.Trace([{"v": []}, {"v": []}]).column("v")
+    assert same.shape == (2,) and same.dtype == object
+
+
+def test_dispatch_module_does_not_share_the_functions_name():
+    """The registry lives in optlib.dispatch; optlib.minimize is only the function (no module of that
+    name that the function would shadow)."""
+    dispatch = importlib.import_module("optlib.dispatch")
+    assert optlib.minimize is dispatch.minimize and callable(optlib.minimize)
+    assert optlib.methods is dispatch.methods and optlib.register_method is dispatch.register_method
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("optlib.minimize")
+
+
+def test_check_options_converts_and_refuses():
+    from optlib.result import check_options
+
+    out = check_options(gtol=np.float32(1e-6), maxiter=1e4, max_inner=np.int64(3), tol=None, xtol=0)
+    assert out == {"gtol": pytest.approx(1e-6), "maxiter": 10_000, "max_inner": 3, "tol": None, "xtol": 0.0}
+    assert type(out["maxiter"]) is int and type(out["gtol"]) is float
+    for name, value in [("gtol", float("inf")), ("gtol", True), ("maxiter", float("nan")), ("maxiter", -1),
+                        ("hessian_every", 0), ("max_nfev", np.bool_(True))]:
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            check_options(**{name: value})
+    with pytest.raises(KeyError, match="gamma0"):
+        check_options(gamma0=1.0)
 
 
 def test_user_curvature_is_validated():

@@ -431,14 +431,48 @@ def test_psd_operator_with_negative_eigenvalue_is_rejected():
 
 
 def test_scale_benchmark_smoke():
-    """``python -m scale.curvature_bench`` on a tiny MLP: ratios are positive and the CLI has --help."""
-    from scale import curvature_bench as cb
+    """``python -m scale.bench.curvature`` on a tiny MLP: ratios are positive, the optlib and curvlinops products
+    agree, and the configuration is recorded without the output folder."""
+    from scale.bench import curvature as cb
 
-    with pytest.raises(SystemExit) as exc:
-        cb.main(["--help"])
-    assert exc.value.code == 0
     res = cb.run_benchmark(cb.Config(widths=(8, 4, 3), batch_size=4, repeats=2, warmup=1, kfac_steps=2))
     assert res["ggn_vp"]["optlib"] > 0 and res["kfac_step"]["ratio_median"] > 0
     if res["ggn_vp"]["ratio"] is not None:
         assert res["ggn_vp"]["max_relative_difference"] < 1e-5
-    assert cb.main(["--widths", "8", "1", "--batch-size", "0"]) == 2
+    assert res["config"]["widths"] == [8, 4, 3] and "out" not in res["config"]
+    assert res["provenance"]["env-torch_threads"] == 1  # measured under the configured thread count
+
+
+def test_scale_benchmark_cli(tmp_path, capsys):
+    """The generated command line: --help names every option, bad values and unknown options exit 2 with a
+    message naming them, --print-config round-trips through --config, and the smoke preset writes the JSON."""
+    import json
+
+    from scale.bench import curvature as cb
+
+    assert cb.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m scale.bench.curvature")
+    for flag in ("--widths", "--batch-size", "--dtype", "--repeats", "--warmup", "--kfac-steps", "--inv-update-freq",
+                 "--threads", "--seed", "--out", "--preset"):
+        assert flag in out, flag
+    assert cb.main(["--widths", "8", "1", "--batch-size", "0", "--out", str(tmp_path)]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    assert cb.main(["--widths", "8"]) == 2
+    assert "--widths" in capsys.readouterr().err
+    assert cb.main(["--bogus"]) == 2
+    assert "unknown option '--bogus'" in capsys.readouterr().err
+    assert cb.main(["--kfac-step", "3"]) == 2
+    assert "did you mean '--kfac-steps'" in capsys.readouterr().err
+    assert cb.main(["--dtype", "float16"]) == 2
+    assert "float32" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing ran
+    assert cb.main(["--preset", "smoke", "--seed", "3", "--print-config"]) == 0
+    toml = tmp_path / "c.toml"
+    toml.write_text(capsys.readouterr().out)
+    assert cb.COMMAND.parse(["--config", str(toml)])[0] == cb.Config(**cb.PRESETS["smoke"], seed=3)
+    assert cb.main(["--preset", "smoke", "--repeats", "2", "--kfac-steps", "2", "--widths", "8", "4", "3",
+                    "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / cb.JSON_NAME).read_text())
+    assert data["config"]["widths"] == [8, 4, 3] and data["config"]["repeats"] == 2
+    assert data["kfac_step"]["ratio_median"] > 0

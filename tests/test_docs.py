@@ -117,13 +117,14 @@ def test_api_page_renders_every_public_name(site):
 
 
 def test_docs_examples_run():
-    """Every ```python block in the pages runs (each in a fresh namespace, in one fresh process, so
-    that an example registering a method does not touch the registry of the test process)."""
+    """Every ```python block in the README and the pages runs (each in a fresh namespace, in one fresh
+    process, so that an example registering a method does not touch the registry of the test process)."""
     blocks = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         for i, code in enumerate(PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))):
             blocks.append((f"{page.name} block {i + 1}", code))
     assert blocks, "no python examples found in docs/"
+    assert any(label.startswith("README.md") for label, _ in blocks), "the README has no python example"
     runner = textwrap.dedent(
         """
         import sys, traceback

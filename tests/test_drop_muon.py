@@ -303,11 +303,13 @@ def test_state_dict_round_trip():
 
     def run(opt, params, ks):
         for k in ks:
+            opt.sample_cutoff()
             for p, g in zip(params, _grads(init, k)):
                 p.grad = g
             opt.step()
 
     run(opt, a, range(3))
+    pending = opt.sample_cutoff()  # a draw made before the save is the next step's cutoff after the load
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)  # as on disk: no tensor shared with `opt`
     buffer.seek(0)
@@ -315,11 +317,50 @@ def test_state_dict_round_trip():
     b = [nn.Parameter(p.detach().clone()) for p in a]
     opt2 = DropMuon(_groups(b), lr=0.03, sampler=[0.4, 0.3, 0.2, 0.1], seed=123, costs=[4.0, 3.0, 2.0, 1.0])
     opt2.load_state_dict(sd)
-    run(opt, a, range(3, 7))
-    run(opt2, b, range(3, 7))
+    for o, params in ((opt, a), (opt2, b)):
+        for p, g in zip(params, _grads(init, 3)):
+            p.grad = g
+        o.step()
+    run(opt, a, range(4, 7))
+    run(opt2, b, range(4, 7))
     assert all(torch.equal(pa, pb) for pa, pb in zip(a, b))
     assert opt.state["drop_muon"] == opt2.state["drop_muon"]
+    assert opt2.state["drop_muon"]["cutoff_history"][3] == pending
     assert len(opt.state["drop_muon"]["backward_flops"]) == 7
+
+
+def test_step_needs_the_cutoff_drawn_before_the_forward_pass():
+    """The cutoff contract: with a sampler, step() without a pending sample_cutoff() draw and without cutoff=
+    raises and changes nothing; sample_cutoff() then step(), or step(cutoff=s), are the documented ways;
+    without a sampler step() is a full step (Muon's)."""
+    init = _params()
+    a = [nn.Parameter(w.clone()) for w in init]
+    opt = DropMuon(_groups(a), lr=0.03, sampler="uniform", seed=0)
+    for p, g in zip(a, _grads(init, 0)):
+        p.grad = g
+    with pytest.raises(RuntimeError, match=r"sample_cutoff\(progress\) before the forward pass.*step\(cutoff=s\)"):
+        opt.step()
+    assert all(torch.equal(p, w) for p, w in zip(a, init)) and not any(p in opt.state for p in a)
+    assert "drop_muon" not in opt.state
+    s = opt.sample_cutoff()
+    with pytest.raises(ValueError, match=f"sample_cutoff\\(\\) drew {s}"):
+        opt.step(cutoff=(s + 1) % 4)  # a cutoff other than the drawn one
+    opt.step()
+    opt.step(cutoff=2)
+    assert opt.state["drop_muon"]["cutoff_history"] == [s, 2]
+    with pytest.raises(RuntimeError, match="sample_cutoff"):
+        opt.step()  # a draw serves one step only
+
+    # sampler=None is the full-step mode: bit for bit Muon.
+    b, c = [nn.Parameter(w.clone()) for w in init], [nn.Parameter(w.clone()) for w in init]
+    full, muon = DropMuon(_groups(b), lr=0.03), Muon(c, lr=0.03)
+    for k in range(3):
+        for pb, pc, g in zip(b, c, _grads(init, k)):
+            pb.grad, pc.grad = g.clone(), g.clone()
+        full.step()
+        muon.step()
+    assert all(torch.equal(pb, pc) for pb, pc in zip(b, c))
+    assert full.state["drop_muon"]["cutoff_history"] == [0, 0, 0]
 
 
 @pytest.mark.parametrize("groups, kwargs, match", [

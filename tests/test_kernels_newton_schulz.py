@@ -1,5 +1,6 @@
 """Newton–Schulz kernels (kernels/newton_schulz.py): the Triton path against the PyTorch reference on the CPU
-interpreter, the reference against float64 and against optlib.linalg, and the GPU benchmark script's CLI.
+interpreter, the reference against float64 and against optlib.linalg, and the command line of the GPU benchmark
+(``scale.bench.newton_schulz_kernel``).
 
 Interpreter set-up (spec 70 §4–5): ``TRITON_INTERPRET=1`` must be in the environment before ``triton`` is imported
 (Triton's builtins such as ``tl.zeros`` are created for the compiler otherwise, and an interpreted launch fails with
@@ -333,20 +334,54 @@ def test_compiled_matches_reference_on_gpu(shape):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The GPU benchmark script's CLI
+# The GPU benchmark's command line (scale.bench.newton_schulz_kernel)
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_bench_script_help():
-    proc = subprocess.run([sys.executable, "-m", "kernels.bench_newton_schulz", "--help"], cwd=ROOT,
+def test_bench_help():
+    proc = subprocess.run([sys.executable, "-m", "scale.bench.newton_schulz_kernel", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "--shapes" in proc.stdout and "--dtypes" in proc.stdout
+    assert proc.stdout.startswith("usage: python -m scale.bench.newton_schulz_kernel")
+    for flag in ("--shapes", "--dtypes", "--steps", "--repeats", "--warmup", "--allow-tf32", "--seed", "--preset"):
+        assert flag in proc.stdout, flag
+
+
+def test_bench_rejects_bad_settings_on_any_machine(tmp_path, capsys):
+    """Settings are checked before the GPU: a malformed shape, an unknown dtype or option exits 2 naming it."""
+    from scale.bench import newton_schulz_kernel as bench
+
+    assert bench.parse_shape("4096x1024") == (4096, 1024) and bench.parse_shape("8X256x512") == (8, 256, 512)
+    for shape, message in (("4096", "at least two positive dimensions"), ("4x0", "at least two positive"),
+                           ("4xy", "a shape looks like 1024x1024")):
+        assert bench.main(["--shapes", "1024x1024", shape]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m scale.bench.newton_schulz_kernel: error: --shapes:") and message in err
+    assert bench.main(["--dtypes", "float64"]) == 2
+    assert "dtypes: invalid value 'float64'" in capsys.readouterr().err
+    assert bench.main(["--repeats", "0"]) == 2
+    assert "error: --repeats must be at least 1" in capsys.readouterr().err
+    assert bench.main(["--shape", "8x8"]) == 2
+    assert "unknown option '--shape' (did you mean '--shapes'" in capsys.readouterr().err
+    assert bench.main(["--preset", "smoke", "--print-config"]) == 0
+    toml = tmp_path / "c.toml"
+    toml.write_text(capsys.readouterr().out)
+    assert bench.COMMAND.parse(["--config", str(toml)])[0] == bench.Config(**bench.PRESETS["smoke"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
-def test_bench_script_without_cuda_says_so():
-    proc = subprocess.run([sys.executable, "-m", "kernels.bench_newton_schulz", "--repeats", "1"], cwd=ROOT,
+def test_bench_without_cuda_says_so():
+    proc = subprocess.run([sys.executable, "-m", "scale.bench.newton_schulz_kernel", "--repeats", "1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "CUDA is not available" in proc.stderr
+    assert proc.stderr.startswith("python -m scale.bench.newton_schulz_kernel: error: CUDA is not available")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not HAS_TRITON or ns.interpreting(),
+                    reason="needs a CUDA GPU, triton, and TRITON_INTERPRET unset (compiled kernels)")
+def test_bench_smoke_preset_on_gpu(capsys):
+    from scale.bench import newton_schulz_kernel as bench
+
+    assert bench.main(["--preset", "smoke", "--repeats", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1024x1024" in out and "float32" in out and "bfloat16" in out

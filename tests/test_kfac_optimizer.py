@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -100,10 +101,11 @@ def test_update_intervals():
 
 
 def test_kfac_optimizer_is_preconditioner_plus_sgd():
-    """KFAC(lr, momentum) = KFACPreconditioner followed by torch.optim.SGD(lr, momentum) (same seed)."""
+    """KFAC(lr, momentum) = KFACPreconditioner followed by torch.optim.SGD(lr, momentum) (same seed); KFAC's
+    default KL clipping is the preconditioner's kl_clip=1e-3 with the optimizer's lr."""
     a, b = mlp(), mlp()
     opt_a = KFAC(a, lr=0.05, momentum=0.9, damping=0.05, seed=11)
-    pre_b = KFACPreconditioner(b, damping=0.05, seed=11)
+    pre_b = KFACPreconditioner(b, damping=0.05, seed=11, kl_clip=1e-3, lr=0.05)
     opt_b = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9)
     for t in range(5):
         X, y = batch(t)
@@ -180,17 +182,20 @@ def _digits_loss(make_opt, steps=30, seed=0):
 
 
 def test_kfac_trains_faster_than_sgd_on_digits():
-    """30 steps of batch 128 on a 64-32-10 MLP: K-FAC (true Fisher, heuristic damping 1e-2, lr 0.03) reaches a
-    lower full-data loss than SGD at the same lr and than SGD at its best lr in {0.03, 0.1, 0.3, 1, 3}
-    (same initialization and batches; 2 seeds)."""
+    """30 steps of batch 128 on a 64-32-10 MLP: K-FAC (true Fisher, heuristic damping 1e-2, lr 0.03, no KL
+    clipping) and K-FAC with its defaults reach a lower full-data loss than SGD at lr 0.03 and than SGD at its
+    best lr in {0.03, 0.1, 0.3, 1, 3} (same initialization and batches; 2 seeds). Measured: K-FAC 0.39 and 0.38,
+    defaults 0.30 and 0.27, best SGD 0.55 and 0.82."""
     for seed in (0, 1):
-        kfac = _digits_loss(lambda m: KFAC(m, lr=0.03, damping=1e-2), seed=seed)
+        kfac = _digits_loss(lambda m: KFAC(m, lr=0.03, damping=1e-2, kl_clip=None), seed=seed)
+        defaults = _digits_loss(KFAC, seed=seed)
         sgd = {lr: _digits_loss(lambda m: torch.optim.SGD(m.parameters(), lr=lr), seed=seed)
                for lr in (0.03, 0.1, 0.3, 1.0, 3.0)}
         best = min(v for v in sgd.values() if math.isfinite(v))
         assert kfac < sgd[0.03] and kfac < 0.8 * best, (kfac, sgd)
+        assert defaults < 0.8 * best, (defaults, sgd)
         # would catch: a wrong (1000x too large) damping turns K-FAC into slow scaled SGD
-        overdamped = _digits_loss(lambda m: KFAC(m, lr=0.03, damping=10.0), seed=seed)
+        overdamped = _digits_loss(lambda m: KFAC(m, lr=0.03, damping=10.0, kl_clip=None), seed=seed)
         assert not overdamped < 0.8 * best
 
 
@@ -251,7 +256,7 @@ def test_conv_model_and_parameters_outside_layers():
                           nn.LayerNorm(3 * 5 * 5), nn.Linear(75, 4)).to(DT)
     g = torch.Generator().manual_seed(1)
     X, y = torch.randn(6, 1, 5, 5, generator=g, dtype=DT), torch.randint(0, 4, (6,), generator=g)
-    opt = KFAC(model, lr=0.1, damping=0.1, damping_mode="exact", fisher_type="type2")
+    opt = KFAC(model, lr=0.1, damping=0.1, damping_mode="exact", fisher_type="type2", kl_clip=None)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     F.cross_entropy(model(X), y).backward()
     raw = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -280,3 +285,99 @@ def test_errors():
         model(batch(0)[0])  # no grad: nothing recorded
     with pytest.raises(RuntimeError, match="no factors"):
         opt.step()
+
+
+# ------------------------------------------------------------------------------------------------ defaults
+def _standardized_digits():
+    X, y = _digits()
+    return (X - X.mean(0)) / (X.std(0) + 1e-8), y
+
+
+def _default_kfac_losses(sizes, activation, seed, steps=40, batch_size=128):
+    """Full-data cross-entropy before and after ``steps`` steps of ``KFAC(model)`` with every default, and the
+    largest minibatch loss on the way."""
+    X, y = _standardized_digits()
+    torch.manual_seed(seed)
+    layers = []
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(m, n)] + ([activation()] if i < len(sizes) - 2 else [])
+    model = nn.Sequential(*layers)
+    opt = KFAC(model)
+    g = torch.Generator().manual_seed(1000 + seed)
+    with torch.no_grad():
+        first = float(F.cross_entropy(model(X), y))
+    worst = 0.0
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (batch_size,), generator=g)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        worst = max(worst, loss.item()) if math.isfinite(loss.item()) else math.inf
+    with torch.no_grad():
+        return first, float(F.cross_entropy(model(X), y)), worst
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
+@pytest.mark.parametrize("sizes", [(64, 128, 10), (64, 128, 128, 10)])
+def test_defaults_train_digits_mlps(sizes, activation):
+    """KFAC(model) with its defaults (lr 0.1, damping 1e-3, KL clipping 1e-3) on standardized digits,
+    cross-entropy, minibatches of 128, 3 seeds: every minibatch loss finite and the full-data loss after 40 steps
+    below a quarter of the initial one. Measured over seeds 0, 1, 2 (initial 2.28-2.39): ReLU 64-128-10
+    0.104, 0.102, 0.106, 64-128-128-10 0.048, 0.054, 0.048; tanh 64-128-10 0.137, 0.137, 0.138, 64-128-128-10
+    0.085, 0.085, 0.090. The former defaults (lr 0.01, damping
+    1e-3, no KL clipping) diverged within 15 steps on the ReLU 64-128-128-10 MLP for every seed."""
+    for seed in range(3):
+        first, last, worst = _default_kfac_losses(sizes, activation, seed)
+        assert math.isfinite(worst) and last < 0.25 * first, (seed, first, last, worst)
+
+
+# ------------------------------------------------------------------------------------------------ loss mismatch
+def _train_once(model, opt, loss_fn, X, target):
+    opt.zero_grad()
+    loss_fn(model(X), target).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize(("kfac_loss", "train_loss", "mismatch"), [
+    ("cross_entropy", "cross_entropy", False),
+    ("mse", "mse", False),
+    ("bce_with_logits", "bce_with_logits", False),
+    ("cross_entropy", "mse", True),  # the default loss, but a regression is trained
+    ("cross_entropy", "bce_with_logits", True),
+    ("mse", "cross_entropy", True),
+    ("bce_with_logits", "cross_entropy", True),
+])
+@pytest.mark.parametrize("fisher_type", ["mc", "empirical"])
+def test_training_loss_that_is_not_the_fisher_loss_is_reported(kfac_loss, train_loss, mismatch, fisher_type):
+    """K-FAC's Fisher is that of its ``loss`` option; the first backward pass of a training loss of another kind
+    gives a UserWarning naming the option, the matching loss none."""
+    model = mlp(seed=1)
+    X, y = batch(3)
+    targets = {"cross_entropy": y, "mse": F.one_hot(y, 4).to(DT), "bce_with_logits": F.one_hot(y, 4).to(DT)}
+    loss_fns = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss,
+                "bce_with_logits": F.binary_cross_entropy_with_logits}
+    opt = KFAC(model, loss=kfac_loss, fisher_type=fisher_type)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            _train_once(model, opt, loss_fns[train_loss], X, targets[train_loss])
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if mismatch:
+        assert len(messages) == 1 and f"loss={kfac_loss!r}" in messages[0] and "KFAC(..., loss=...)" in messages[0]
+    else:
+        assert messages == []
+
+
+def test_cross_entropy_on_a_single_output_column_raises():
+    """One output column cannot be softmax cross-entropy's (its sampled gradients would all be zero)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1)).to(DT)
+    KFAC(model)
+    with pytest.raises(ValueError, match=r"loss='cross_entropy' \(the default\).*shape \(10, 1\).*loss='mse'"):
+        model(batch(0)[0])
+    regression = nn.Sequential(nn.Linear(6, 1)).to(DT)
+    opt = KFAC(regression, loss="mse")  # the loss for such an output
+    out = regression(batch(0)[0])
+    F.mse_loss(out, torch.zeros_like(out)).backward()
+    opt.step()

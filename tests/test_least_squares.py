@@ -14,16 +14,26 @@ import numpy as np
 import pytest
 import scipy.sparse
 import torch
-from scipy.optimize import Bounds
+from scipy.optimize import Bounds, leastsq
 from scipy.optimize import least_squares as scipy_least_squares
-from scipy.optimize import leastsq
 
 import optlib
-from optlib.least_squares import ArmijoRule, ScaledLeastSquares, TrustRegionRule, least_squares
+from optlib.least_squares import (
+    ArmijoRule,
+    ScaledLeastSquares,
+    TrustRegionRule,
+    least_squares,
+    levenberg_marquardt,
+)
 from optlib.problems import rosenbrock, rosenbrock_nle
-from optlib.result import CALLBACK_STOP, INNER_SEARCH_EXHAUSTED, MAXITER, NUMERICAL_FAILURE, SUCCESS
+from optlib.result import CALLBACK_STOP, MAXITER, SUCCESS
 
 TIGHT = dict(ftol=1e-15, xtol=1e-15, gtol=1e-15)
+
+# scipy.optimize.least_squares's status codes (its documentation, "status : int"), which least_squares
+# uses exactly; -3 and -4 are the two failures scipy's lm does not have.
+SCIPY_STATUS = {"callback": -2, "max_nfev": 0, "maxiter": 0, "gtol": 1, "ftol": 2, "xtol": 3, "ftol+xtol": 4,
+                "nonfinite": -3, "line_search": -4}
 
 
 def rosen(x):
@@ -55,7 +65,7 @@ def expo_jac(b, t=T, y=Y):
 # ---------------------------------------------------------------------------------------- results
 def test_result_fields_numpy_in_numpy_out():
     res = least_squares(expo, [1.0, 1.0, 0.0], expo_jac)
-    assert res.success and res.status == SUCCESS
+    assert res.success and res.status == SCIPY_STATUS[res.termination] > 0
     assert isinstance(res.x, np.ndarray) and res.x.shape == (3,)
     assert res.fun.shape == (25,) and res.jac.shape == (25, 3)
     np.testing.assert_allclose(res.fun, expo(res.x), rtol=0, atol=0)
@@ -91,7 +101,7 @@ def test_lm_reproduces_minpack_on_rosenbrock():
     ours = least_squares(rosen, [-1.2, 1.0], rosen_jac, method="lm")
     ref = scipy_least_squares(rosen, [-1.2, 1.0], rosen_jac, method="lm")
     # both stop on gtol at a fresh Jacobian, so there is no extra Jacobian at the returned x to count
-    assert ours.termination == "gtol" and ref.status == 1
+    assert ours.termination == "gtol" and ours.status == ref.status == 1
     assert (ours.nfev, ours.njev) == (ref.nfev, ref.njev)
     np.testing.assert_allclose(ours.x, ref.x, rtol=1e-12)
     assert ours.success and ref.success
@@ -283,7 +293,7 @@ def test_nonfinite_residuals_later_give_success_false_with_iteration_and_reason(
 
     for method in ("lm", "gn"):
         res = least_squares(fun, [0.0], lambda x: np.array([[1.0], [0.1]]), method=method, max_nfev=10_000)
-        assert not res.success and res.status == NUMERICAL_FAILURE and res.termination == "nonfinite"
+        assert not res.success and res.status == -3 and res.termination == "nonfinite"
         assert "iteration" in res.message and "non-finite" in res.message
         assert np.all(np.isfinite(res.fun)) and 0.0 < res.x[0] <= 0.5
 
@@ -296,7 +306,7 @@ def test_nonfinite_residuals_later_give_success_false_with_iteration_and_reason(
 
 def test_nonfinite_jacobian_gives_success_false():
     res = least_squares(rosen, [-1.2, 1.0], lambda x: np.full((2, 2), np.inf))
-    assert not res.success and res.status == NUMERICAL_FAILURE
+    assert not res.success and res.status == -3
     assert "iteration 0" in res.message and "Jacobian" in res.message
 
 
@@ -365,9 +375,63 @@ def test_other_bad_input():
 
 def test_evaluation_budget_stops_the_run():
     res = least_squares(rosen, [-1.2, 1.0], rosen_jac, max_nfev=5)
-    assert not res.success and res.status == MAXITER and res.termination == "max_nfev" and res.nfev == 5
+    assert not res.success and res.status == 0 and res.termination == "max_nfev" and res.nfev == 5
     res = least_squares(rosen, [-1.2, 1.0], rosen_jac, maxiter=3)
-    assert res.status == MAXITER and res.nit == 3
+    assert not res.success and res.status == 0 and res.termination == "maxiter" and res.nit == 3
+
+
+@pytest.mark.parametrize(
+    "problem, options, expected",
+    [
+        ("rosen", {}, 1),  # gtol
+        ("expo", dict(ftol=1e-8, xtol=1e-15, gtol=1e-15), 2),  # ftol alone
+        ("expo", dict(ftol=1e-15, xtol=1e-8, gtol=1e-15), 3),  # xtol alone
+        ("expo", {}, 4),  # ftol and xtol
+        ("rosen", dict(max_nfev=5), 0),  # stopped by max_nfev
+        ("expo", dict(max_nfev=5), 0),
+    ],
+)
+def test_status_codes_are_scipys(problem, options, expected):
+    """least_squares reports scipy.optimize.least_squares's status codes: the same code as scipy's lm
+    on the same run, success exactly when status > 0, and scipy's message as the first sentence."""
+    fun, jac, x0 = {"rosen": (rosen, rosen_jac, [-1.2, 1.0]), "expo": (expo, expo_jac, [1.0, 1.0, 0.0])}[problem]
+    ours = least_squares(fun, x0, jac, **options)
+    ref = scipy_least_squares(fun, x0, jac, method="lm", **options)
+    assert ours.status == ref.status == expected
+    assert ours.success == ref.success == (expected > 0)
+    assert ours.message.startswith(ref.message.rstrip("."))
+    assert ours.nfev == ref.nfev
+
+
+def test_minimize_levenberg_marquardt_keeps_optlibs_status_codes():
+    """Through optlib.minimize the same terminations are reported in optlib's table (optlib.result),
+    like every other method: converged 0, budget 1, callback 2; ``termination`` says which test."""
+    prob = rosenbrock()
+    res = optlib.minimize(prob, prob.x0, method="levenberg-marquardt")
+    assert res.status == SUCCESS and res.success and res.termination == "xtol"
+    res = optlib.minimize(prob, prob.x0, method="levenberg-marquardt", max_nfev=5)
+    assert res.status == MAXITER and not res.success and res.termination == "max_nfev"
+    res = optlib.minimize(prob, prob.x0, method="levenberg-marquardt", callback=lambda x: True)
+    assert res.status == CALLBACK_STOP and not res.success and res.nit == 1
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("gtol", float("nan"), r"gtol must be a finite number >= 0, got nan"),
+        ("ftol", -1e-8, r"ftol must be a finite number >= 0, got -1e-08"),
+        ("xtol", "1e-8", r"xtol must be a finite number >= 0, got '1e-8'"),
+        ("maxiter", 2.5, r"maxiter must be an integer >= 0, got 2.5"),
+        ("maxiter", True, r"maxiter must be an integer >= 0, got True \(a bool is not a count\)"),
+        ("max_nfev", "10", r"max_nfev must be an integer >= 1, got '10'"),
+        ("max_nfev", True, r"max_nfev must be an integer >= 1, got True"),
+        ("max_nonfinite", 0, r"max_nonfinite must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_tolerances_and_counts_name_the_option(option, value, match):
+    for method in ("lm", "gn"):
+        with pytest.raises(ValueError, match=match):
+            least_squares(rosen, [-1.2, 1.0], rosen_jac, method=method, **{option: value})
 
 
 # ---------------------------------------------------------------------------------------- callback
@@ -386,7 +450,7 @@ def test_callback_sees_every_accepted_iterate_and_can_stop():
             raise StopIteration
 
     res = least_squares(rosen, [-1.2, 1.0], rosen_jac, callback=stop_at_3)
-    assert res.status == CALLBACK_STOP and res.nit == 3 and not res.success
+    assert res.status == -2 and res.nit == 3 and not res.success
     legacy = []
     least_squares(rosen, [-1.2, 1.0], rosen_jac, callback=lambda x: legacy.append(x.copy()))
     assert len(legacy) == len(seen)
@@ -435,7 +499,7 @@ def test_no_line_search_would_fail_the_armijo_check():
 def test_line_search_exhaustion_is_reported():
     res = least_squares(rosen, [-1.2, 1.0], lambda x: -rosen_jac(x), method="gn",
                         rule=ArmijoRule(max_backtracks=5))  # the wrong-sign Jacobian points uphill
-    assert not res.success and res.status == INNER_SEARCH_EXHAUSTED and res.termination == "line_search"
+    assert not res.success and res.status == -4 and res.termination == "line_search"
     assert "iteration 0" in res.message
 
 
@@ -461,9 +525,12 @@ def test_minimize_levenberg_marquardt_rejects_unsuitable_problems():
         optlib.minimize(prob, prob.x0, method="levenberg-marquardt")
     with pytest.raises(ValueError, match="needs an optlib.Problem with residuals"):
         optlib.minimize(lambda x: (x**2).sum(), torch.ones(2, dtype=torch.float64), method="levenberg-marquardt")
-    with pytest.raises(ValueError, match="fixed by the problem"):
-        prob = rosenbrock()
-        optlib.minimize(prob, prob.x0, method="levenberg-marquardt", jac="2-point")
+    prob = rosenbrock()
+    for key in ("jac", "bounds", "args", "kwargs"):
+        with pytest.raises(ValueError, match=f"Method 'levenberg-marquardt' sets option '{key}' itself"):
+            optlib.minimize(prob, prob.x0, method="levenberg-marquardt", **{key: None})
+    with pytest.raises(ValueError, match="fixed by the problem"):  # the function itself, called directly
+        levenberg_marquardt(prob, prob.x0, jac="2-point")
 
 
 def test_minimize_forwards_tol_and_callback():

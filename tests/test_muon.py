@@ -168,9 +168,9 @@ def test_functional_pieces():
     assert lr_scale((4, 64, 256), "moonshot") == 0.2 * 16
     assert lr_scale((64, 256), "none") == 1.0
     conv = torch.randn(8, 3, 3, 3, dtype=torch.float64)
-    O = orthogonalize(conv, method="svd")
-    assert O.shape == conv.shape
-    torch.testing.assert_close(O.reshape(8, 27) @ O.reshape(8, 27).T, torch.eye(8, dtype=torch.float64))
+    Q = orthogonalize(conv, method="svd")
+    assert Q.shape == conv.shape
+    torch.testing.assert_close(Q.reshape(8, 27) @ Q.reshape(8, 27).T, torch.eye(8, dtype=torch.float64))
 
 
 def test_expert_stack_equals_one_muon_per_expert():
@@ -410,6 +410,47 @@ def test_muon_with_adamw_state_dict_round_trip():
     train(twin, opt2, 3)
     for p, q in zip(net.parameters(), twin.parameters()):
         assert torch.equal(p, q)
+
+
+def test_muon_with_adamw_momentum_is_cycled_on_both_kinds_of_group():
+    """MuonWithAdamW.defaults has lr, momentum and betas, so OneCycleLR(cycle_momentum=True) accepts it (with
+    defaults == {} it raised ValueError); the cycled value (written to betas[0] of every group) is what both the
+    Muon and the AdamW groups step with: bit for bit a twin whose Muon momentum and AdamW beta1 are set by hand
+    to the same values. Writing group["momentum"] (a Muon momentum warm-up) works as well."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    twin, fixed = copy.deepcopy(net), copy.deepcopy(net)
+    opt, by_hand, constant = MuonWithAdamW(net), MuonWithAdamW(twin), MuonWithAdamW(fixed)
+    assert opt.defaults == {"lr": 0.02, "momentum": 0.95, "betas": (0.9, 0.95), "weight_decay": 0.0, "eps": 1e-7}
+    assert [g["use_muon"] for g in opt.param_groups] == [True, False]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[0.02, 1e-3], total_steps=8, cycle_momentum=True,
+                                                base_momentum=0.8, max_momentum=0.95)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    seen = []
+    for _ in range(6):
+        values = [(g["lr"], g["betas"][0]) for g in opt.param_groups]
+        seen.append(values[0][1])
+        for g, (lr, beta) in zip(by_hand.param_groups, values):
+            g["lr"] = lr
+            if g["use_muon"]:
+                g["momentum"] = beta
+            else:
+                g["betas"] = (beta, g["betas"][1])
+        for g, (lr, _) in zip(constant.param_groups, values):
+            g["lr"] = lr
+        for model, o in ((net, opt), (twin, by_hand), (fixed, constant)):
+            o.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            o.step()
+        assert all(g["momentum"] == g["betas"][0] for o in (opt, by_hand) for g in o.param_groups)
+        sched.step()
+    assert len(set(seen)) >= 4  # the momentum did cycle
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), twin.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(net.parameters(), fixed.parameters()))
+    # Both keys changed to different values between two steps: ambiguous, refused.
+    opt.param_groups[0]["momentum"], opt.param_groups[0]["betas"] = 0.5, (0.6, 0.95)
+    with pytest.raises(ValueError, match=r"param_groups\[0\] \(Muon group\) has momentum=0.5 and betas\[0\]=0.6"):
+        opt.step()
 
 
 def test_muon_with_adamw_bad_groups():

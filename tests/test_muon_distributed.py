@@ -32,6 +32,8 @@ def _run(kind: str, steps: int = 3):
         opt = DropMuon([{"params": params[:5], "layer": 0}, {"params": params[5:], "layer": 1}], lr=0.05,
                        distributed=True, sampler=[0.5, 0.5], seed=3)
     for k in range(steps):
+        if kind == "dropmuon":
+            opt.sample_cutoff()  # the cutoff is drawn before the (here simulated) forward and backward passes
         for p, g in zip(params, _grads(k)):
             p.grad = g
         opt.step()

@@ -5,6 +5,9 @@
 * certified optima: tiny gradients, agreement with cvxpy, closed forms;
 * constants (L, mu, M, L2) checked at sample points, each paired with a deliberately wrong constant
   that the same check must catch;
+* the options the theorem checks of ``optlib.theory`` need (``rosenbrock(x0=...)``,
+  ``chebyshev_rosenbrock(scale=...)``, ``quadratic(x0_scale=...)``, ``quadratic_from_matrix``,
+  ``synthetic_logistic(descending=..., signal=...)``) against the documented constructions;
 * input validation.
 """
 
@@ -28,8 +31,11 @@ from optlib.problems import (
     library,
     log_sum_exp,
     logistic_regression,
+    lse_cubic,
     nonlinear_equations,
+    pseudo_huber,
     quadratic,
+    quadratic_from_matrix,
     quadratic_with_condition,
     rosenbrock,
     rosenbrock_nle,
@@ -75,6 +81,12 @@ def small_digits(K: int = 10, rows: int = 150, cols: int = 12):
     return d.data[keep][:rows, 20 : 20 + cols], d.target[keep][:rows]
 
 
+def _spd(d: int, seed: int) -> np.ndarray:
+    """A random symmetric positive definite matrix (eigenvalues >= 0.5)."""
+    G = np.random.default_rng(seed).standard_normal((d, d))
+    return G @ G.T / d + 0.5 * np.eye(d)
+
+
 # --------------------------------------------------------------------------- problem zoo (small)
 SMALL: dict[str, callable] = {
     "logreg-breast_cancer": lambda: logistic_regression("breast_cancer"),
@@ -97,6 +109,16 @@ SMALL: dict[str, callable] = {
     "cubic-mu": lambda: cubic_lipschitz(n=6, m=10, seed=1, mu=0.1),
     "quadratic-indefinite": lambda: quadratic([-2.0, 0.5, 1.0, 3.0], seed=4),
     "quadratic-cond": lambda: quadratic_with_condition(7, 1e4, seed=2),
+    "quadratic-start": lambda: quadratic([1.0, 2.0, 5.0, 10.0, 30.0], seed=1, x0_scale=3.0),
+    "quadratic-matrix": lambda: quadratic_from_matrix(_spd(5, seed=6), np.arange(5.0) - 2.0, x0=np.ones(5)),
+    "rosenbrock-classic": lambda: rosenbrock(x0=(-1.2, 1.0)),
+    "chebyshev-scaled": lambda: chebyshev_rosenbrock(n=4, p=2, scale=2.0),
+    "logreg-synthetic-planted": lambda: synthetic_logistic(n=300, d=8, scale_min=1e-2, scale_max=1.0, seed=3, reg=1e-3,
+                                                           descending=True, signal=3.0),
+    "lse-cubic": lambda: lse_cubic(),
+    "lse-only": lambda: lse_cubic(c=0.0, scale=3.0, seed=1),
+    "pseudo-huber": lambda: pseudo_huber(),
+    "pseudo-huber-cubic": lambda: pseudo_huber(n=5, c=0.5, scale=2.0, seed=3),
 }
 
 _BUILT: dict[str, Problem] = {}
@@ -198,7 +220,7 @@ def test_log_sum_exp_weighted_gauss_newton():
 @pytest.mark.parametrize(
     "name",
     ["rosenbrock", "rosenbrock-shifted", "rosenbrock-nle", "chebyshev-p2", "chebyshev-p3", "chebyshev-p4",
-     "nonlinear-p4", "nonlinear-p3-under", "nonlinear-p2"],
+     "nonlinear-p4", "nonlinear-p3-under", "nonlinear-p2", "rosenbrock-classic", "chebyshev-scaled"],
 )
 def test_residual_curvatures_match_autograd(name):
     p = small(name)
@@ -258,7 +280,7 @@ def lam_max(M: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("name", ["logreg-breast_cancer", "logreg-synthetic-small", "softmax-wine",
-                                  "softmax-digits-small"])
+                                  "softmax-digits-small", "logreg-synthetic-planted"])
 def test_bohning_dominates_hessian(name):
     p = small(name)
     B = p.curvature("bohning")(p.x0)
@@ -293,7 +315,8 @@ def test_library_contents(lib_problems):
     assert set(lib_problems) == {
         "logreg-breast_cancer", "logreg-digits_binary", "logreg-synthetic", "logreg-wine_binary",
         "logreg-iris_binary", "softmax-digits", "softmax-wine", "log-sum-exp", "rosenbrock",
-        "chebyshev-rosenbrock", "nonlinear-equations", "cubic-lipschitz", "quadratic-cond1e3",
+        "chebyshev-rosenbrock", "nonlinear-equations", "cubic-lipschitz", "lse-cubic", "pseudo-huber",
+        "quadratic-cond1e3",
     }
     for name, p in lib_problems.items():
         assert isinstance(p, Problem)
@@ -339,6 +362,35 @@ def test_closed_form_optima():
     assert quadratic([-1.0, 2.0]).f_star is None and quadratic([0.0, 2.0]).x_star is None
 
 
+
+@pytest.mark.parametrize("make", [lambda: lse_cubic(), lambda: lse_cubic(c=0.0, scale=3.0, seed=1),
+                                  lambda: pseudo_huber(), lambda: pseudo_huber(n=16, t0=3.0, seed=1),
+                                  lambda: pseudo_huber(n=5, c=0.5, scale=2.0, seed=3)])
+def test_origin_optima_agree_with_scipy(make):
+    """lse_cubic and pseudo_huber: x* = 0, f* = 0 in closed form; the origin is stationary, and an independent
+    solver (scipy's BFGS from x0) finds nothing below f* and ends at f* (to 1e-12) near the origin."""
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    p = make()
+    assert p.f_star == 0.0 and torch.equal(p.x_star, torch.zeros(p.n, dtype=DT))
+    assert abs(float(p.value(p.x_star))) <= 1e-15
+    assert float(torch.linalg.vector_norm(p.grad(p.x_star))) <= 1e-14
+    oracles = p.as_scipy()
+    res = scipy_optimize.minimize(oracles["fun"], p.x0.numpy(), jac=True, method="BFGS",
+                                  options={"gtol": 1e-10, "maxiter": 2000})
+    assert -1e-15 <= res.fun <= 1e-12
+    assert np.linalg.norm(res.x) <= 1e-5 * float(torch.linalg.vector_norm(p.x0))
+
+
+def test_lse_cubic_and_pseudo_huber_starts():
+    """lse_cubic: ||x0 - x*|| = D; pseudo_huber: |<a_j, x0>| = t0 for every j, so ||x0|| = t0 sqrt(n)/scale."""
+    for p, D in ((lse_cubic(), 10.0), (lse_cubic(n=5, m=9, D=3.0, seed=4), 3.0)):
+        assert float(torch.linalg.vector_norm(p.x0)) == pytest.approx(D, rel=1e-14)
+        assert np.allclose(p.data["p"] @ p.data["A"], 0.0, atol=1e-15) and p.data["p"].sum() == pytest.approx(1.0)
+    for n, scale, t0 in ((8, 1.0, 2.0), (5, 2.0, 0.5)):
+        q = pseudo_huber(n=n, scale=scale, t0=t0, seed=2)
+        assert np.allclose(np.abs(q.data["A"] @ q.x0.numpy()), t0, rtol=1e-13)
+        assert float(torch.linalg.vector_norm(q.x0)) == pytest.approx(t0 * math.sqrt(n) / scale, rel=1e-13)
+
 def test_metric_attributes():
     lse = log_sum_exp(n=5, m=20, seed=1)
     A0 = torch.from_numpy(lse.data["A0"])
@@ -362,7 +414,8 @@ def _cvxpy_logistic(A: np.ndarray, y: np.ndarray, reg: float) -> float:
 
 
 @pytest.mark.parametrize("make", [lambda: logistic_regression("breast_cancer"),
-                                  lambda: synthetic_logistic(n=200, d=6, seed=11)])
+                                  lambda: synthetic_logistic(n=200, d=6, seed=11),
+                                  lambda: small("logreg-synthetic-planted")])
 def test_logistic_f_star_agrees_with_cvxpy(make):
     p = make()
     ref = _cvxpy_logistic(p.data["A"], p.data["y"], p.reg)
@@ -520,6 +573,152 @@ def test_cubic_hessian_lipschitz_constant():
         assert max(ratios) > L2 / 10  # would catch L2/10
 
 
+
+def _hessian_lipschitz_ratios(p: Problem, directions: str, seed: int = 0) -> list[float]:
+    """||H(x) - H(x + h)|| / ||h|| at random x (scales 0.1..3), for small h along rows of A, coordinates, or random."""
+    A = torch.from_numpy(p.data["A"])
+    g = torch.Generator().manual_seed(seed)
+    ratios = []
+    for s in (0.1, 0.5, 1.0, 3.0):
+        for k in range(30):
+            x = s * torch.randn(p.n, generator=g, dtype=DT)
+            kind = directions[k % len(directions)]
+            if kind == "row":
+                i = int(torch.randint(A.shape[0], (1,), generator=g))
+                h = A[i] / A[i].norm()
+            elif kind == "coordinate":
+                h = torch.zeros(p.n, dtype=DT)
+                h[k % p.n] = 1.0
+            else:
+                h = torch.randn(p.n, generator=g, dtype=DT)
+                h /= h.norm()
+            h = h * 10.0 ** float(torch.empty(1, dtype=DT).uniform_(-3.0, 0.0, generator=g))
+            dH = torch.linalg.matrix_norm(p.hessian(x) - p.hessian(x + h), 2)
+            ratios.append(float(dH) / float(h.norm()))
+    return ratios
+
+
+def test_lse_cubic_hessian_lipschitz_constant():
+    """L2 = 2c + 2 max_j ||a_j||^3 bounds the Hessian's variation; with c = 1 the cubic term alone (moving one
+    coordinate) shows more than L2/10, so a constant ten times too small is caught."""
+    for p in (small("lse-cubic"), small("lse-only"), lse_cubic(n=4, m=6, c=2.0, scale=0.5, seed=2)):
+        ratios = _hessian_lipschitz_ratios(p, ("row", "coordinate", "random"))
+        assert max(ratios) <= p.constants.L2 * (1 + 1e-10), p.name
+        r = float(np.max(np.linalg.norm(p.data["A"], axis=1)))
+        assert p.constants.L2 == pytest.approx(2.0 * p.data["c"] + 2.0 * r**3, rel=1e-15)
+    assert max(_hessian_lipschitz_ratios(small("lse-cubic"), ("coordinate",))) > small("lse-cubic").constants.L2 / 10
+
+
+def test_pseudo_huber_constants():
+    """L2 = 2c + 0.8587 scale^3 bounds the Hessian's variation and, for c = 0, is attained along a row a_j
+    where <a_j, x> = 1/2 (to 1e-6 with a step of 1e-7); L = scale^2 is the Hessian's largest eigenvalue at 0."""
+    for p in (small("pseudo-huber"), small("pseudo-huber-cubic"), pseudo_huber(n=6, scale=3.0, seed=5)):
+        assert max(_hessian_lipschitz_ratios(p, ("row", "coordinate", "random"))) <= p.constants.L2 * (1 + 1e-10)
+    for p in (small("pseudo-huber"), pseudo_huber(n=6, scale=3.0, seed=5)):
+        A = p.data["A"]
+        scale = float(np.linalg.norm(A[0]))
+        x = torch.from_numpy(np.linalg.solve(A, np.r_[0.5, np.zeros(p.n - 1)]))
+        h = torch.from_numpy(A[0] / scale) * 1e-7
+        ratio = float(torch.linalg.matrix_norm(p.hessian(x + h) - p.hessian(x), 2)) / 1e-7
+        assert ratio == pytest.approx(p.constants.L2, rel=1e-6)
+        assert p.constants.L == pytest.approx(scale**2, rel=1e-14)
+        zero = torch.zeros(p.n, dtype=DT)
+        assert lam_max(p.hessian(zero)) == pytest.approx(p.constants.L, rel=1e-12)
+        assert max(lam_max(p.hessian(x)) for x in sample_points(p, k=5)) <= p.constants.L * (1 + 1e-12)
+    assert small("pseudo-huber-cubic").constants.L is None  # the cubic term's Hessian 2c|x| is unbounded
+
+
+# --------------------------------------------------------------------------- options used by the theorem checks
+def test_rosenbrock_start_option():
+    p = rosenbrock(x0=(-1.2, 1.0))
+    assert torch.equal(p.x0, torch.tensor([-1.2, 1.0], dtype=DT))
+    assert p.name == "rosenbrock[x0=(-1.2,1)]" and rosenbrock(x0=[-2.0, 2.0]).name == "rosenbrock"
+    x = torch.tensor([0.3, -0.7], dtype=DT)
+    assert float(p.value(x)) == float(rosenbrock().value(x))  # the start changes nothing else
+    for bad in ((1.0,), (1.0, 2.0, 3.0), (math.nan, 1.0), "start"):
+        with pytest.raises(ValueError, match="rosenbrock"):
+            rosenbrock(x0=bad)
+
+
+def test_chebyshev_scale_option():
+    """scale = 2, p = 2 is Nesterov's (x_1 - 1)^2/4 + sum_i (x_{i+1} - 2 x_i^2 + 1)^2; scale multiplies f."""
+    p = small("chebyshev-scaled")
+    base = chebyshev_rosenbrock(n=4, p=2)
+    for x in sample_points(p, k=4):
+        nesterov = 0.25 * (float(x[0]) - 1.0) ** 2 + sum(
+            (float(x[i + 1]) - 2.0 * float(x[i]) ** 2 + 1.0) ** 2 for i in range(3))
+        assert float(p.value(x)) == pytest.approx(nesterov, rel=1e-13)
+        assert float(p.value(x)) == pytest.approx(2.0 * float(base.value(x)), rel=1e-14)
+        assert rel_err(p.gauss_newton(x), 2.0 * base.gauss_newton(x)) <= 1e-14
+    assert p.name == "chebyshev-rosenbrock[n=4,scale=2.0]" and p.scale == 2.0
+    assert torch.equal(p.x0, base.x0) and p.f_star == 0.0
+    with pytest.raises(ValueError, match="chebyshev-rosenbrock"):
+        chebyshev_rosenbrock(n=4, scale=0.0)
+
+
+def test_quadratic_start_option():
+    """x0_scale draws x0 = x0_scale * z after b: A, b and the optimum do not depend on it, x0 scales with it."""
+    eigs = [1.0, 2.0, 5.0, 10.0, 30.0]
+    p0, p3, p6 = (quadratic(eigs, seed=1, x0_scale=s) for s in (0.0, 3.0, 6.0))
+    for p in (p3, p6):
+        assert np.array_equal(p.data["A"], p0.data["A"]) and np.array_equal(p.data["b"], p0.data["b"])
+        assert p.f_star == p0.f_star
+    assert torch.equal(p0.x0, torch.zeros(5, dtype=DT))
+    assert rel_err(p6.x0, 2.0 * p3.x0) == 0.0 and float(p3.x0.norm()) > 1.0
+    rng = np.random.default_rng(1)
+    rng.standard_normal((5, 5))
+    rng.standard_normal(5)
+    assert np.array_equal(p3.x0.numpy(), 3.0 * rng.standard_normal(5))
+    assert p3.name == "quadratic[d=5,cond=30,seed=1,x0_scale=3]" and p0.name == "quadratic[d=5,cond=30,seed=1]"
+
+
+def test_quadratic_from_matrix():
+    """The same problem as quadratic() when given its data; the closed-form optimum and exact constants."""
+    q = quadratic([0.5, 2.0, 3.0, 10.0], seed=3, x0_scale=1.0)
+    p = quadratic_from_matrix(q.data["A"], q.data["b"], x0=q.x0.numpy(), name="copy")
+    assert p.name == "copy" and torch.equal(p.x0, q.x0)
+    for x in sample_points(q):
+        assert float(p.value(x)) == float(q.value(x))
+        assert torch.equal(p.grad(x), q.grad(x))
+    assert p.f_star == pytest.approx(q.f_star, rel=1e-13) and rel_err(p.x_star, q.x_star) <= 1e-13
+    assert p.constants.L == pytest.approx(10.0, rel=1e-13) and p.constants.mu == pytest.approx(0.5, rel=1e-13)
+    m = small("quadratic-matrix")
+    A, b = torch.from_numpy(m.data["A"]), torch.from_numpy(m.data["b"])
+    assert rel_err(m.x_star, torch.linalg.solve(A, b)) <= 1e-13 and torch.equal(m.x0, torch.ones(5, dtype=DT))
+    assert m.name == "quadratic-matrix[d=5]"
+    indefinite = quadratic_from_matrix(np.diag([-1.0, 2.0]), np.ones(2))
+    assert indefinite.f_star is None and not indefinite.constants.convex
+    with pytest.raises(ValueError, match="not symmetric"):
+        quadratic_from_matrix(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2))
+    with pytest.raises(ValueError, match="quadratic_from_matrix"):
+        quadratic_from_matrix(np.eye(3), np.ones(2))
+    with pytest.raises(ValueError, match="quadratic_from_matrix"):
+        quadratic_from_matrix(np.eye(2), np.ones(2), x0=np.ones(3))
+
+
+def test_synthetic_logistic_construction():
+    """The documented construction, rebuilt here: default (ascending scales, margins A x_true rescaled to std 2)
+    and the theorem checks' variant (descending scales, margins Z u with ||u|| = signal in the unscaled features)."""
+    expit = pytest.importorskip("scipy.special").expit
+    n, d, seed = 120, 6, 4
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, d))
+    x_true = rng.standard_normal(d)
+    uniforms = rng.random(n)
+    default = synthetic_logistic(n, d, seed=seed)
+    A = Z * np.logspace(-3.0, 1.0, d)
+    margins = A @ x_true
+    margins *= 2.0 / margins.std()
+    assert np.array_equal(default.data["A"], A)
+    assert np.array_equal(default.data["y"], np.where(uniforms < expit(margins), 1.0, -1.0))
+    planted = synthetic_logistic(n, d, scale_min=1e-2, scale_max=1.0, seed=seed, reg=1e-3, descending=True, signal=3.0)
+    assert np.array_equal(planted.data["A"], Z * np.logspace(0.0, -2.0, d))
+    u = x_true * (3.0 / np.linalg.norm(x_true))
+    assert np.array_equal(planted.data["y"], np.where(uniforms < expit(Z @ u), 1.0, -1.0))
+    assert planted.reg == 1e-3 and torch.equal(planted.x0, torch.zeros(d, dtype=DT))
+    assert planted.name == ("logreg-synthetic[n=120,d=6,scale_min=0.01,scale_max=1.0,seed=4,reg=0.001,"
+                            "descending=True,signal=3.0]")
+
 # --------------------------------------------------------------------------- data handling and errors
 def test_standardize():
     from sklearn.datasets import load_digits
@@ -588,3 +787,13 @@ def test_bad_other_input():
         log_sum_exp(mu=0.0)
     with pytest.raises(ValueError):
         rosenbrock(b=-1.0)
+    for bad in (dict(n=8, m=8), dict(c=-1.0), dict(scale=0.0), dict(D=math.inf)):
+        with pytest.raises(ValueError, match="lse-cubic"):
+            lse_cubic(**bad)
+    for bad in (dict(n=0), dict(c=math.nan), dict(scale=-1.0), dict(t0=0.0)):
+        with pytest.raises(ValueError, match="pseudo-huber"):
+            pseudo_huber(**bad)
+    with pytest.raises(ValueError, match="signal"):
+        synthetic_logistic(n=20, d=3, signal=-1.0)
+    with pytest.raises(ValueError, match="x0_scale"):
+        quadratic([1.0, 2.0], x0_scale=math.inf)

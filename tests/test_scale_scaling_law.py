@@ -228,4 +228,37 @@ def test_cli_fits_and_predicts_from_jsonl(tmp_path, schedules, C_true, capsys):
     wsd_err = result["errors"][str(tmp_path / "wsd.jsonl")]
     assert wsd_err["role"] == "predict" and wsd_err["mean_rel"] < 0.003  # noise alone is 0.2 %
     assert out_png.stat().st_size > 0
+    capsys.readouterr()
     assert sl.main(["--fit", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m scale.scaling_law: error: metrics file not found") and "missing.jsonl" in err
+    # --no-peak-warmup (and --peak-warmup false) still switch the warmup rule off
+    args = ["--fit", str(tmp_path / "constant.jsonl"), "--json", str(out_json)]
+    assert sl.main([*args, "--no-peak-warmup"]) == 0
+    assert json.loads(out_json.read_text())["law"]["peak_warmup"] is False
+    assert sl.main([*args, "--peak-warmup", "false", "--skip", "50"]) == 0
+    assert json.loads(out_json.read_text())["law"]["peak_warmup"] is False
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], ["--fit", "at least one metrics file"]),
+    (["--fit"], ["--fit"]),
+    (["--fitt", "a.jsonl"], ["unknown option '--fitt'", "did you mean '--fit'"]),
+    (["--fit", "a.jsonl", "--decay-factor", "high"], ["decay_factor", "expected float"]),
+])
+def test_cli_usage_errors_are_one_line(argv, words, capsys):
+    assert sl.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m scale.scaling_law: error: ") and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_cli_print_config_round_trip(tmp_path, capsys):
+    argv = ["--fit", "a.jsonl", "b.jsonl", "--skip", "7", "--no-peak-warmup", "--plot", "out.png"]
+    assert sl.main([*argv, "--print-config"]) == 0
+    path = tmp_path / "fit.toml"
+    path.write_text(capsys.readouterr().out)
+    cfg, _ = sl.COMMAND.parse(["--config", str(path)])
+    assert cfg == sl.COMMAND.parse(argv)[0]
+    assert cfg.fit == (Path("a.jsonl"), Path("b.jsonl")) and cfg.skip == 7 and cfg.peak_warmup is False

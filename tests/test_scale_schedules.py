@@ -157,11 +157,23 @@ def test_lambdalr_follows_the_schedule_and_resumes():
     np.testing.assert_allclose(first + rest, lrs, rtol=1e-12)
 
 
+def test_state_saved_under_the_old_name_still_evaluates():
+    """LambdaLR.load_state_dict restores the schedule object's attributes; one saved before the rename has
+    name 'wsd_s', which must keep working."""
+    sched = wsd_s(60, 5, 20, 0.25)
+    old = wsd_s(60, 5, 20, 0.25)
+    old.__dict__.update({"name": "wsd_s"})
+    assert [old(s) for s in range(60)] == [sched(s) for s in range(60)]
+    assert old.decay_ends() == sched.decay_ends() == [20, 40, 60]
+
+
 # ------------------------------------------------------------------------------------------------ building
 def test_make_schedule_and_describe():
     assert make_schedule("cosine", total=100, warmup=10) == cosine(100, 10)
     assert make_schedule("wsd-s", total=100, warmup=0, cycle=50) == wsd_s(100, 0, 50)
-    assert set(SCHEDULES) == {"cosine", "wsd", "wsd_s", "constant"}
+    assert make_schedule("wsd_s", total=100, warmup=0, cycle=50) == wsd_s(100, 0, 50)  # the old spelling
+    assert wsd_s(100, 0, 50).name == "wsd-s"
+    assert set(SCHEDULES) == {"cosine", "wsd", "wsd-s", "constant"}
     text = wsd_s(100, 5, 50).describe()
     assert "cycle 2" in text and "checkpoint at step 100" in text
     assert "stable 1 over steps [10, 90)" in wsd(100, 10).describe()
@@ -169,7 +181,7 @@ def test_make_schedule_and_describe():
 
 
 def test_bad_input_names_the_problem():
-    with pytest.raises(ValueError, match="unknown schedule 'cosin'; valid: cosine, wsd, wsd_s, constant"):
+    with pytest.raises(ValueError, match="unknown schedule 'cosin'; valid: cosine, wsd, wsd-s, constant"):
         make_schedule("cosin", total=10)
     with pytest.raises(ValueError, match="takes no argument.*decay_fraction"):
         make_schedule("cosine", total=10, decay_fraction=0.1)

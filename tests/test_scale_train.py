@@ -1,5 +1,6 @@
 """The training entry point ``scale.train``: configuration and CLI, optimizers, Drop-Muon truncation, errors,
-checkpoints and exact resume after ``kill -9``.
+checkpoints, exact resume after ``kill -9``, and what a first-time user runs into (short runs of a preset, bad
+output folders, damaged checkpoints, resuming with a longer run).
 
 Every run here uses a tiny GPT (2 blocks, width 32, context 16) on the first 40,000 characters of the shipped
 tiny-shakespeare text, one thread, a few dozen steps.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -21,16 +23,17 @@ import torch
 
 from scale import train as T
 from scale.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from scale.cli import field_specs
 from scale.config import (
+    OPTIMIZERS,
     PRESETS,
     TrainConfig,
     config_to_dict,
     config_to_toml,
-    field_specs,
-    parse_cli,
     resolve,
 )
 from scale.metrics import read_metrics
+from scale.schedules import cosine
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "scale" / "configs"
@@ -64,6 +67,14 @@ def tiny_argv(corpus: str, out_dir, **overrides) -> list[str]:
     return [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in o.items()]
 
 
+def parse_cli(argv: list[str]) -> tuple[TrainConfig, object]:
+    return T.COMMAND.parse(argv)
+
+
+def lr_mults(metrics_path) -> dict[int, float]:
+    return {r["step"]: r["lr_mult"] for r in read_metrics(metrics_path) if r.get("kind") == "train"}
+
+
 def losses(metrics_path) -> list[tuple]:
     """The loss log: (kind, step, loss) of every training and evaluation line."""
     out = []
@@ -87,32 +98,50 @@ def tensors_equal(a, b) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ CLI and config
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
 def test_help_documents_every_field(capsys):
     assert T.main(["--help"]) == 0
     out = capsys.readouterr().out
     flat = "".join(out.split())  # argparse wraps lines (also at hyphens)
-    specs = field_specs()
+    specs = field_specs(TrainConfig)
     assert len(specs) > 40
     for spec in specs:
-        assert f"--{spec.key} " in out, spec.key
+        assert f"{spec.flag} " in out, spec.key
         assert "".join(spec.help.split())[:60] in flat, f"help text of {spec.key} missing"
-        assert "".join(f"(default: {spec.default!r}".split()) in flat, spec.key
+        assert f"(default:{_shown(spec.default)}" in flat, spec.key
         if spec.choices:
             assert "choices:" + ",".join(spec.choices) in flat, spec.key
+    assert "(default: true)" in out and "(default: false)" in out  # booleans as the command line spells them
+    assert "(default: True)" not in out and "(default: False)" not in out
     for name in PRESETS:
         assert name in out
+    assert "--schedule.total" in out and "horizon" in out  # the resume behaviour is documented
 
 
 def test_every_field_has_a_help_text_in_its_metadata():
-    from scale.config import SECTIONS
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "model":
+            continue  # GPTConfig belongs to scale.model; its help texts are TrainConfig.__field_help__
+        for g in dataclasses.fields(type(getattr(TrainConfig(), f.name))):
+            assert len(g.metadata.get("help", "")) > 10, f"{f.name}.{g.name}"
+    for spec in field_specs(TrainConfig):
+        assert spec.help and spec.help != spec.key, spec.key
 
-    for section, cls in SECTIONS.items():
-        if section == "model":
-            continue  # GPTConfig belongs to scale.model; its help texts come from scale.config.MODEL_HELP
-        for f in dataclasses.fields(cls):
-            assert len(f.metadata.get("help", "")) > 10, f"{section}.{f.name}"
-    for spec in field_specs():
-        assert spec.help and not spec.help.startswith(f"{spec.section} option"), spec.key
+
+def test_method_names_use_hyphens():
+    assert OPTIMIZERS == ("adamw", "muon", "drop-muon")
+    specs = {s.key: s for s in field_specs(TrainConfig)}
+    assert specs["optim.cutoff_sampler"].choices == ("uniform", "epoch-shift", "linear-shift")
+    assert "wsd-s" in specs["schedule.name"].choices and "wsd_s" not in specs["schedule.name"].choices
+    for path in CONFIG_DIR.glob("*.toml"):
+        text = path.read_text()
+        for old in ("dropmuon", "wsd_s", "epoch_shift", "linear_shift"):
+            assert old not in text, (path.name, old)
 
 
 def test_cli_overrides_both_forms_and_types():
@@ -158,7 +187,7 @@ def test_presets_match_their_recipes():
 
 def test_config_toml_round_trip(tmp_path, capsys):
     cfg = resolve("shakespeare-char", overrides={"model.harmonic_exponent": 3.5, "data.max_files": None,
-                                                 "optim.name": "dropmuon"})
+                                                 "optim.name": "drop-muon"})
     path = tmp_path / "resolved.toml"
     path.write_text(config_to_toml(cfg))
     assert resolve(config_file=path) == cfg
@@ -174,13 +203,20 @@ def test_example_configs_resolve():
     for f in files:
         cfg = resolve(config_file=f)
         assert cfg.run.out_dir.startswith("out/")
-    assert resolve(config_file=CONFIG_DIR / "shakespeare-char-dropmuon-cpu.toml").optim.name == "dropmuon"
+    drop = resolve(config_file=CONFIG_DIR / "shakespeare-char-drop-muon-cpu.toml")
+    assert drop.optim.name == "drop-muon" and drop.optim.cutoff_sampler == "epoch-shift"
+    assert resolve(config_file=CONFIG_DIR / "shakespeare-char-wsd-s-cpu.toml").schedule.name == "wsd-s"
 
 
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--optim.name", "adamm"], ["optim.name", "'adamw'", "adamw, muon, dropmuon"]),
+        (["--optim.name", "adamm"], ["optim.name", "'adamw'", "adamw, muon, drop-muon"]),
+        (["--optim.name", "dropmuon"], ["optim.name", "did you mean 'drop-muon'"]),
+        (["--optim.cutoff_sampler", "epoch_shift"], ["did you mean 'epoch-shift'"]),
+        (["--schedule.name", "wsd_s"], ["did you mean 'wsd-s'"]),
+        (["--bogus"], ["unknown option '--bogus'", "--help"]),
+        (["--run.max-iter", "5"], ["unknown option", "did you mean '--run.max-iters'"]),
         (["--preset", "shakespeare-cpu"], ["unknown preset", "shakespeare-char-cpu"]),
         (["--optim.lrr", "1e-3"], ["unknown option", "'--optim.lr'"]),
         (["--optimizer.lr", "1e-3"], ["unknown option"]),
@@ -192,8 +228,22 @@ def test_example_configs_resolve():
 def test_bad_cli_input_is_named(argv, words, capsys):
     assert T.main(argv) == 2
     err = capsys.readouterr().err
+    assert err.startswith("python -m scale.train: error: ") and err.count("\n") == 1, err
     for w in words:
         assert w in err, (w, err)
+
+
+def test_print_config_round_trip_with_overrides(tmp_path, capsys):
+    argv = ["--preset", "shakespeare-char-cpu", "--optim.name", "drop-muon", "--run.no-progress",
+            "--schedule.total", "none", "--model.qk_norm"]
+    assert T.main([*argv, "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert 'name = "drop-muon"' in text and "progress = false" in text and "qk_norm = true" in text
+    path = tmp_path / "printed.toml"
+    path.write_text(text)
+    cfg = resolve(config_file=path)
+    assert cfg == parse_cli(argv)[0]
+    assert cfg.optim.name == "drop-muon" and cfg.run.progress is False and cfg.model.qk_norm is True
 
 
 def test_bad_toml_is_named(tmp_path):
@@ -230,7 +280,7 @@ def test_too_short_corpus(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ training
-@pytest.mark.parametrize("name", ["adamw", "muon", "dropmuon"])
+@pytest.mark.parametrize("name", ["adamw", "muon", "drop-muon"])
 def test_each_optimizer_lowers_the_loss(name, corpus, tmp_path):
     cfg = tiny(corpus, tmp_path, optim__name=name, run__max_iters=30, run__eval_interval=30,
                optim__ns_dtype="float32")
@@ -289,11 +339,11 @@ def test_ablation_flags_train(flags, corpus, tmp_path):
         assert (r["z"] > 0) == ("model__z_loss" in flags)
 
 
-def _dropmuon_run(corpus, out_dir, **extra) -> tuple[list[int], int, list[str]]:
+def _drop_muon_run(corpus, out_dir, **extra) -> tuple[list[int], int, list[str]]:
     """A 16-step Drop-Muon run on 3 blocks: (cutoffs, frozen parameters that had a gradient, violations), a
     violation being a block below the cutoff that changed in a step or a block at or above it whose matrices
     did not."""
-    cfg = tiny(corpus, out_dir, optim__name="dropmuon", run__max_iters=16, model__n_layer=3,
+    cfg = tiny(corpus, out_dir, optim__name="drop-muon", run__max_iters=16, model__n_layer=3,
                optim__ns_dtype="float32", **extra)
     snapshots = {}
 
@@ -318,8 +368,8 @@ def _dropmuon_run(corpus, out_dir, **extra) -> tuple[list[int], int, list[str]]:
     return cutoffs, log["frozen_with_grad"], violations
 
 
-def test_dropmuon_truncates_backward_and_freezes_lower_blocks(corpus, tmp_path):
-    cutoffs, frozen_with_grad, violations = _dropmuon_run(corpus, tmp_path)
+def test_drop_muon_truncates_backward_and_freezes_lower_blocks(corpus, tmp_path):
+    cutoffs, frozen_with_grad, violations = _drop_muon_run(corpus, tmp_path)
     assert len(set(cutoffs)) > 1  # uniform over {0, 1, 2}: 16 draws are not all equal
     assert frozen_with_grad == 0  # no frozen parameter ever had a gradient: the backward pass stopped
     assert violations == []  # weights, norms and biases below the cutoff untouched (AdamW part included)
@@ -330,14 +380,14 @@ def test_full_backward_would_be_caught(corpus, tmp_path, monkeypatch):
     matrices) gives the frozen blocks gradients, and AdamW then moves their norm gains and biases."""
     original = T.GPT.forward
     monkeypatch.setattr(T.GPT, "forward", lambda self, idx, targets=None, *, cutoff=0: original(self, idx, targets))
-    cutoffs, frozen_with_grad, violations = _dropmuon_run(corpus, tmp_path)
+    cutoffs, frozen_with_grad, violations = _drop_muon_run(corpus, tmp_path)
     assert any(c > 0 for c in cutoffs)
     assert frozen_with_grad > 0 and any("changed" in v for v in violations)
 
 
 def test_cutoff_schedules(corpus, tmp_path):
-    for kind in ("epoch_shift", "linear_shift"):
-        cfg = tiny(corpus, tmp_path / kind, optim__name="dropmuon", optim__cutoff_sampler=kind, model__n_layer=3,
+    for kind in ("epoch-shift", "linear-shift"):
+        cfg = tiny(corpus, tmp_path / kind, optim__name="drop-muon", optim__cutoff_sampler=kind, model__n_layer=3,
                    run__max_iters=4)
         model = T.GPT(dataclasses.replace(cfg.model, vocab_size=65))
         opts, dm = T.build_optimizers(model, cfg, local_batch_size=8)
@@ -369,7 +419,7 @@ def test_injected_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(cor
 
 def test_huge_learning_rate_exits_nonzero(corpus, tmp_path, capsys):
     code = T.main(tiny_argv(corpus, tmp_path, optim__lr=1e30, optim__grad_clip=0, run__max_iters=6))
-    assert code != 0
+    assert code == 3
     err = capsys.readouterr().err
     assert "non-finite" in err and "at step " in err
 
@@ -399,12 +449,157 @@ def test_corrupt_checkpoint_is_refused_and_left_untouched(corpus, tmp_path, caps
     data = latest.read_bytes()
     latest.write_bytes(data[: len(data) // 2])  # a torn write
     torn = latest.read_bytes()
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="damaged torch.save archive"):
         T.train(tiny(corpus, tmp_path, run__max_iters=8, run__resume=True))
     assert latest.read_bytes() == torn
     assert T.main(tiny_argv(corpus, tmp_path, run__max_iters=8, run__resume=True)) == 2
     assert "corrupt" in capsys.readouterr().err
     assert latest.read_bytes() == torn and [s for s, _ in list_checkpoints(tmp_path)] == [2, 4]
+
+
+def _foreign_files(tmp_path) -> dict[str, bytes]:
+    """Files a user might find (or put) under a checkpoint name, none written by scale.train."""
+    import fractions
+
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({"step": 10, "model": {}}, tmp_path / "dict.pt")
+    torch.save(fractions.Fraction(1, 3), tmp_path / "object.pt")
+    return {
+        "empty": b"",
+        "text": b"step 10: loss 1.23\n",
+        "pickle": pickle.dumps({"a": fractions.Fraction(1, 3)}),
+        "torch-object": (tmp_path / "object.pt").read_bytes(),
+        "torch-tensor": (tmp_path / "tensor.pt").read_bytes(),
+        "torch-dict": (tmp_path / "dict.pt").read_bytes(),
+    }
+
+
+_FOREIGN_WORDS = {
+    "empty": "is empty (0 bytes)",
+    "text": "not in torch.save's format",
+    "pickle": "pickle of Python objects",
+    "torch-object": "pickle of Python objects",
+    "torch-tensor": "holds a Tensor",
+    "torch-dict": "holds a dict without format",
+}
+
+
+@pytest.mark.parametrize("kind", list(_FOREIGN_WORDS))
+def test_empty_or_foreign_checkpoint_is_refused_with_a_sentence_of_ours(kind, corpus, tmp_path, capsys):
+    data = _foreign_files(tmp_path)[kind]
+    out = tmp_path / "out"
+    out.mkdir()
+    bad = out / "ckpt_10.pt"
+    bad.write_bytes(data)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    message = str(info.value)
+    assert _FOREIGN_WORDS[kind] in message and str(bad) in message
+    assert message.endswith("instead of --run.resume true.")  # whole, with what to do
+    assert "--run.overwrite true" in message and "delete it" in message
+    assert "weights_only" not in message and "Weights only" not in message  # not torch's advice
+    # the command line: one error line, exit status 2, the file untouched
+    assert T.main(tiny_argv(corpus, out, run__max_iters=12, run__resume=True)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m scale.train: error: cannot resume from checkpoint") and err.count("\n") == 1
+    assert _FOREIGN_WORDS[kind] in err and "Traceback" not in err
+    assert bad.read_bytes() == data
+
+
+def test_bad_out_dir_is_an_error_line(corpus, tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    cases = [
+        (a_file, "is a file, not a folder"),
+        (a_file / "run", f"cannot be created because {str(a_file)!r} is a file"),
+    ]
+    for out_dir, words in cases:
+        assert T.main(tiny_argv(corpus, out_dir, run__max_iters=2)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m scale.train: error: run.out_dir") and words in err, err
+        assert "Traceback" not in err
+    assert a_file.read_text() == "not a folder"
+    # a folder this process may not write into (simulated: the tests run as root, whom chmod does not stop)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == locked
+                        else real_access(path, mode, **kw))
+    for out_dir, where in ((locked, "it is not writable"), (locked / "a" / "b", f"folder {str(locked)!r} is not")):
+        assert T.main(tiny_argv(corpus, out_dir, run__max_iters=2)) == 2
+        err = capsys.readouterr().err
+        assert "cannot be written" in err and where in err, err
+    assert list(locked.iterdir()) == []
+
+
+def test_short_run_of_a_preset_shortens_its_warmup(corpus, tmp_path, capsys):
+    """``--preset shakespeare-char-cpu --run.max_iters 60``: the preset's 100 warmup steps do not fit a 60-step
+    cosine; the run goes ahead with a warmup of 6 (a tenth) and says so. The output folder's missing parents
+    are created."""
+    out = tmp_path / "new" / "nested" / "run"
+    argv = ["--preset", "shakespeare-char-cpu", "--run.max_iters", "60", "--run.out_dir", str(out),
+            "--data.corpus", corpus, "--model.n_layer", "1", "--model.n_embd", "32", "--model.block_size", "16",
+            "--run.eval_iters", "2", "--run.log_interval", "1", "--run.no-progress", "--run.no-plot",
+            "--run.no-verbose"]
+    assert T.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: schedule.warmup=100 does not fit a cosine schedule of 60 steps" in err
+    assert "using a warmup of 6 steps" in err and "--schedule.warmup" in err
+    mult = lr_mults(out / "metrics.jsonl")
+    assert len(mult) == 60 and mult[1] == 0.0 and math.isclose(mult[4], 0.5) and mult[7] == 1.0
+    header = read_metrics(out / "metrics.jsonl")[0]
+    assert header["schedule"]["params"]["warmup"] == 6 and header["config"]["schedule"]["warmup"] == 100
+    # a warmup that fits is left alone: no warning
+    assert T.main([*argv[:5], str(tmp_path / "fits"), *argv[6:], "--schedule.warmup", "5"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_resume_with_a_larger_max_iters_keeps_the_schedule_horizon(corpus, tmp_path, capsys):
+    """Resuming a finished 8-step cosine run with run.max_iters=12 must not raise the learning rate again: the
+    extra steps run at the schedule's final value (min_ratio 0.1), with a warning naming --schedule.total. An
+    explicit --schedule.total on resume stretches the schedule from the current step."""
+    T.train(tiny(corpus, tmp_path / "kept", run__max_iters=8, run__eval_interval=0))
+    T.train(tiny(corpus, tmp_path / "kept", run__max_iters=12, run__eval_interval=0, run__resume=True))
+    err = capsys.readouterr().err
+    assert "past the schedule's horizon of 8 steps" in err and "--schedule.total" in err
+    mult = lr_mults(tmp_path / "kept" / "metrics.jsonl")
+    assert sorted(mult) == list(range(1, 13))
+    assert all(math.isclose(mult[k], 0.1) for k in range(9, 13)), mult  # not back up
+    # a second resume still uses the first run's horizon
+    T.train(tiny(corpus, tmp_path / "kept", run__max_iters=14, run__eval_interval=0, run__resume=True))
+    assert all(math.isclose(v, 0.1) for k, v in lr_mults(tmp_path / "kept" / "metrics.jsonl").items() if k > 8)
+    ckpt = load_checkpoint(tmp_path / "kept" / "ckpt_0000014.pt")
+    assert ckpt["schedule"]["params"]["total"] == 8
+
+    T.train(tiny(corpus, tmp_path / "stretched", run__max_iters=8, run__eval_interval=0))
+    T.train(tiny(corpus, tmp_path / "stretched", run__max_iters=12, run__eval_interval=0, run__resume=True,
+                 schedule__total=12))
+    assert "changes the schedule's horizon from 8 steps" in capsys.readouterr().err
+    mult = lr_mults(tmp_path / "stretched" / "metrics.jsonl")
+    longer = cosine(12, 2, 0.1)
+    assert all(math.isclose(mult[k], longer(k - 1)) for k in range(9, 13)) and mult[9] > 0.1
+    # the learning rate the optimizer used follows the new schedule from the first resumed step on
+    lr = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "stretched" / "metrics.jsonl") if r["kind"] == "train"}
+    assert all(math.isclose(lr[k], 1e-3 * longer(k - 1)) for k in range(9, 13)), lr
+
+
+def test_checkpoint_with_the_old_method_spellings_resumes(corpus, tmp_path, monkeypatch):
+    """A checkpoint written before the hyphen rename stores optim.name 'dropmuon' and cutoff sampler
+    'epoch_shift': it resumes under the new names (and would be refused without the translation)."""
+    T.train(tiny(corpus, tmp_path, optim__name="drop-muon", optim__cutoff_sampler="epoch-shift", run__max_iters=4,
+                 optim__ns_dtype="float32"))
+    path = tmp_path / "ckpt_0000004.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["optim"].update(name="dropmuon", cutoff_sampler="epoch_shift")
+    del ckpt["schedule"]  # nor did it store the schedule
+    torch.save(ckpt, path)
+    resume = tiny(corpus, tmp_path, optim__name="drop-muon", optim__cutoff_sampler="epoch-shift", run__max_iters=6,
+                  optim__ns_dtype="float32", run__resume=True)
+    with monkeypatch.context() as m:
+        m.setattr(T, "upgrade_config_dict", lambda d: d)
+        with pytest.raises(CheckpointError, match="optim.name: checkpoint 'dropmuon', now 'drop-muon'"):
+            T.train(resume)
+    assert T.train(resume)["steps"] == 6
 
 
 def test_resume_with_another_config_is_refused(corpus, tmp_path):
@@ -430,7 +625,7 @@ def test_fresh_run_does_not_clobber_checkpoints(corpus, tmp_path):
 
 def test_keep_checkpoints_prunes_but_keeps_wsd_s_decay_ends(corpus, tmp_path):
     cfg = tiny(corpus, tmp_path, run__max_iters=12, run__ckpt_interval=1, run__keep_checkpoints=2,
-               schedule__name="wsd_s", schedule__cycle=4, schedule__decay_fraction=0.5, schedule__warmup=1)
+               schedule__name="wsd-s", schedule__cycle=4, schedule__decay_fraction=0.5, schedule__warmup=1)
     T.train(cfg)
     steps = [s for s, _ in list_checkpoints(tmp_path)]
     assert steps == [4, 8, 10, 11, 12]  # decay ends 4, 8, 12 always kept, and the 2 newest others
@@ -443,16 +638,15 @@ def test_keep_checkpoints_prunes_but_keeps_wsd_s_decay_ends(corpus, tmp_path):
 # ------------------------------------------------------------------------------------------ exact resume
 _KILL_RUNNER = """
 import sys, time
-from scale.config import parse_cli
-from scale.train import train
+from scale.train import COMMAND, train
 half = int(sys.argv[1])
-config, _ = parse_cli(sys.argv[2:])
+config, _ = COMMAND.parse(sys.argv[2:])
 # after the checkpoint at `half`, each step waits so that the SIGKILL lands mid-run
 train(config, step_callback=lambda step, model, record: time.sleep(0.2) if step > half else None)
 """
 
 
-@pytest.mark.parametrize("name", ["adamw", "muon", "dropmuon"])
+@pytest.mark.parametrize("name", ["adamw", "muon", "drop-muon"])
 def test_kill_9_then_resume_is_bitwise_identical(name, corpus, tmp_path):
     n, half = 12, 6
     common = dict(optim__name=name, run__max_iters=n, run__ckpt_interval=half, run__eval_interval=4,

@@ -97,8 +97,8 @@ def test_two_gloo_ranks_match_one_process(name, corpus, tmp_path):
     assert pgap <= 1e-4, pgap
 
 
-def test_dropmuon_two_ranks_draw_the_same_cutoffs(corpus, tmp_path):
-    gap, _ = compare(corpus, tmp_path, "dropmuon")
+def test_drop_muon_two_ranks_draw_the_same_cutoffs(corpus, tmp_path):
+    gap, _ = compare(corpus, tmp_path, "drop-muon")
     assert gap <= TOL, gap
     ddp = [r["cutoff"] for r in read_metrics(tmp_path / "ddp" / "metrics.jsonl") if r.get("kind") == "train"]
     single = [r["cutoff"] for r in read_metrics(tmp_path / "single" / "metrics.jsonl") if r.get("kind") == "train"]

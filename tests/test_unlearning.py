@@ -1,4 +1,4 @@
-"""Unlearning (``optlib.unlearning``) and its benchmark (``scale.unlearn``): the K-FADE step against a dense
+"""Unlearning (``optlib.unlearning``) and its benchmark (``scale.bench.unlearning``): the K-FADE step against a dense
 solve of the K-FAC matrix, gradient ascent against autograd, the delta's re-application, the metrics against
 hand computations, errors on bad input, and the CLI. The theorems are in ``tests/theorems/test_unlearning_bounds.py``.
 No timing is asserted."""
@@ -144,9 +144,11 @@ def test_unlearn_dispatches_by_name(setup):
     a = unlearn("kfade", copy.deepcopy(model), forget, retain_curvature=G, kl_budget=1e-3)
     b = kfade(copy.deepcopy(model), forget, G, kl_budget=1e-3)
     torch.testing.assert_close(a.flat(), b.flat())
-    c = unlearn("gradient_ascent", copy.deepcopy(model), forget, lr=0.1)
-    assert c.method == "gradient_ascent"
-    assert set(METHODS) == {"kfade", "gradient_ascent", "newton"}
+    c = unlearn("gradient-ascent", copy.deepcopy(model), forget, lr=0.1)
+    assert c.method == "gradient-ascent"
+    assert set(METHODS) == {"kfade", "gradient-ascent", "newton"}
+    with pytest.raises(ValueError, match="did you mean 'gradient-ascent'"):
+        unlearn("gradient_ascent", copy.deepcopy(model), forget, lr=0.1)
 
 
 def test_grad_norm_damping_is_passed_through(setup):
@@ -244,7 +246,7 @@ def test_errors_name_the_problem(setup):
         gradient_ascent(m, [], lr=0.1)
     with pytest.raises(ValueError, match="ignored"):
         gradient_ascent(m, (forget[0], torch.full_like(forget[1], -1)), lr=0.1)
-    with pytest.raises(ValueError, match="unknown unlearning method 'ascent'.*kfade, gradient_ascent, newton"):
+    with pytest.raises(ValueError, match="unknown unlearning method 'ascent'.*kfade, gradient-ascent, newton"):
         unlearn("ascent", m, forget)
     with pytest.raises(ValueError, match="exactly one"):
         kfade(m, forget, G, kl_budget=1e-3, lr=0.1)
@@ -292,37 +294,61 @@ def test_dense_curvature_errors():
 
 # ------------------------------------------------------------------------------------------------ benchmark
 
-from scale import unlearn as bench  # noqa: E402
+from scale.bench import unlearning as bench  # noqa: E402
 
-TINY = dict(bench.SMOKE, gpt_steps=20, digits_epochs=40, digits_hidden=16, gpt_embd=16, gpt_block=16,
-            gpt_forget_windows=4, gpt_retain_windows=4, gpt_curvature_windows=2, gpt_batch=8)
+TINY = dict(bench.PRESETS["smoke"], gpt_steps=20, digits_epochs=40, digits_hidden=16, gpt_embd=16, gpt_block=16,
+            gpt_forget_windows=4, gpt_retain_windows=4, gpt_curvature_windows=2, gpt_batch=8, progress=False)
 
 
 def test_cli_help_names_every_option():
-    proc = subprocess.run([sys.executable, "-m", "scale.unlearn", "--help"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "scale.bench.unlearning", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for option in ("--experiments", "--methods", "--quick", "--steps", "--budgets", "--ga-lrs", "--damping",
-                   "--damping-rule", "--fisher-type", "--kl-cap", "--digits-class", "--digits-hidden", "--speaker",
-                   "--gpt-steps", "--gpt-budgets", "--no-gpt-retrain", "--out", "--device", "--threads"):
+    assert proc.stdout.startswith("usage: python -m scale.bench.unlearning")
+    for option in ("--experiments", "--methods", "--quick", "--smoke", "--preset", "--steps", "--budgets", "--ga-lrs",
+                   "--damping", "--damping-rule", "--fisher-type", "--kl-cap", "--digits-class", "--digits-hidden",
+                   "--speaker", "--gpt-steps", "--gpt-budgets", "--no-gpt-retrain", "--out", "--plot", "--progress",
+                   "--device", "--threads"):
         assert option in proc.stdout, option
     assert "2602.10568" in proc.stdout
+    assert "gradient-ascent" in proc.stdout and "gradient_ascent" not in proc.stdout
 
 
 def test_cli_rejects_bad_input(tmp_path, capsys):
     assert bench.main(["--steps", "0", "--out", str(tmp_path)]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
     assert bench.main(["--budgets", "-1", "--out", str(tmp_path)]) == 2
+    assert "--budgets needs positive finite values" in capsys.readouterr().err
     assert bench.main(["--digits-class", "12", "--out", str(tmp_path)]) == 2
+    assert "--digits-class" in capsys.readouterr().err
     assert bench.main(["--damping", "-0.1", "--out", str(tmp_path)]) == 2
     assert "--damping" in capsys.readouterr().err
     assert bench.main(["--experiments", "gpt", "--speaker", "NOBODY", "--out", str(tmp_path)]) == 2
     assert "NOBODY" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        bench.main(["--methods", "newton"])
-    with pytest.raises(SystemExit):
-        bench.main(["--damping-rule", "per-layer"])
+    assert bench.main(["--methods", "newton"]) == 2
+    assert "methods: invalid value 'newton'" in capsys.readouterr().err
+    assert bench.main(["--methods", "gradient_ascent"]) == 2  # the old spelling: one separator style, hyphens
+    assert "did you mean 'gradient-ascent'" in capsys.readouterr().err
+    assert bench.main(["--damping-rule", "per-layer"]) == 2
+    assert "relative, absolute" in capsys.readouterr().err
+    assert bench.main(["--bogus"]) == 2
+    assert "unknown option '--bogus'" in capsys.readouterr().err
+    assert bench.main(["--quick", "--smoke"]) == 2
+    assert "choose one preset" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing ran
     with pytest.raises(ValueError, match="damping-rule"):
         bench.Config(damping_rule="per-layer").validate()
+
+
+def test_cli_presets_and_print_config(tmp_path, capsys):
+    """``--quick`` is ``--preset quick``; a command-line value wins over the preset; --print-config round-trips."""
+    cfg, _ = bench.COMMAND.parse(["--quick", "--steps", "3"])
+    assert cfg == bench.Config(**{**bench.PRESETS["quick"], "steps": 3})
+    assert bench.main(["--preset", "smoke", "--gpt-budgets", "none", "--no-plot", "--print-config"]) == 0
+    toml = tmp_path / "c.toml"
+    toml.write_text(capsys.readouterr().out)
+    cfg, _ = bench.COMMAND.parse(["--config", str(toml)])
+    assert cfg == bench.Config(**{**bench.PRESETS["smoke"], "gpt_budgets": None, "plot": False})
 
 
 def test_speech_parsing():
@@ -408,16 +434,16 @@ def test_grid_check_flags_binding_edges():
 def test_summarize_ranges_accuracy_and_matching():
     """The headline range is [1%, 100%] of the retrained model's forget-loss increase; the forget-accuracy view
     takes the least KL reaching each level; the matched point is the least KL at or beyond the retrained loss."""
-    cfg = bench.Config(methods=("kfade-kfac", "gradient_ascent"), grid=10, kl_cap=0.5)
+    cfg = bench.Config(methods=("kfade-kfac", "gradient-ascent"), grid=10, kl_cap=0.5)
     pts = []
     for i, u in enumerate(np.geomspace(1e-3, 100.0, 11)):  # K-FADE: KL = u/100; GA: KL = u/10
         acc = max(0.0, 1.0 - u / 10.0)
         pts.append(_pt("kfade-kfac", 1.0, i + 1, float(u), float(u) / 100, acc))
-        pts.append(_pt("gradient_ascent", 1.0, i + 1, float(u), float(u) / 10, acc))
-    pts.append({"method": "gradient_ascent", "value": 2.0, "step": None, "error": "diverged", "steps_done": 0})
+        pts.append(_pt("gradient-ascent", 1.0, i + 1, float(u), float(u) / 10, acc))
+    pts.append({"method": "gradient-ascent", "value": 2.0, "step": None, "error": "diverged", "steps_done": 0})
     original = {"forget_loss": 1.0, "forget_accuracy": 1.0}
     reference = {"forget_loss": 11.0, "forget_accuracy": 0.0}
-    grids = {"kfade-kfac": (1.0,), "gradient_ascent": (1.0, 2.0)}
+    grids = {"kfade-kfac": (1.0,), "gradient-ascent": (1.0, 2.0)}
     r = bench.summarize(pts, cfg, original, reference, grids)
     assert r["primary_range"] == "to_retrained" and r["target_increase"] == pytest.approx(10.0)
     d = r["dominance"]["to_retrained"]["kfade-kfac"]
@@ -430,7 +456,7 @@ def test_summarize_ranges_accuracy_and_matching():
     acc = r["accuracy"]
     assert acc["levels"] == pytest.approx([0.75, 0.5, 0.25, 0.0])
     # the least KL reaching an accuracy level is at the smallest sampled increase whose accuracy is that low
-    for level, kl_k, kl_g in zip(acc["levels"], acc["least_kl"]["kfade-kfac"], acc["least_kl"]["gradient_ascent"]):
+    for level, kl_k, kl_g in zip(acc["levels"], acc["least_kl"]["kfade-kfac"], acc["least_kl"]["gradient-ascent"]):
         u_min = min(u for u in us if max(0.0, 1.0 - u / 10.0) <= level + 1e-12)
         assert kl_k == pytest.approx(u_min / 100) and kl_g == pytest.approx(u_min / 10)
     assert acc["ratio"]["kfade-kfac"] == pytest.approx([0.1] * 4)
@@ -453,7 +479,7 @@ def test_sweep_keeps_the_steps_before_a_failure(setup):
             raise RuntimeError("diverged at step 3")
         return {}
 
-    cfg = bench.Config(methods=("gradient_ascent",), steps=5)
+    cfg = bench.Config(methods=("gradient-ascent",), steps=5)
     pts = bench.sweep(model, forget, retain, {}, {}, cfg, (), (0.1,), monitor)
     assert [p["step"] for p in pts] == [1, 2, None]
     assert pts[-1]["error"] == "diverged at step 3" and pts[-1]["steps_done"] == 2
@@ -461,17 +487,20 @@ def test_sweep_keeps_the_steps_before_a_failure(setup):
 
 
 def test_tiny_run_writes_json_and_plots(tmp_path):
-    cfg = bench.Config(**TINY)
-    result = bench.run_benchmark(cfg, progress=False, out=tmp_path, plot=True)
+    cfg = bench.Config(**TINY, out=tmp_path)
+    result = bench.run_benchmark(cfg)
+    assert bench.write_outputs(result, cfg) == tmp_path / bench.JSON_NAME
     data = json.loads((tmp_path / bench.JSON_NAME).read_text())
     assert set(data["experiments"]) == {"digits", "gpt"}
+    assert "out" not in data["config"] and data["config"]["methods"] == list(bench.METHODS)
+    assert data["provenance"]["device"] == "cpu" and data["provenance"]["env-torch_threads"] == 1
     for e, r in data["experiments"].items():
         assert (tmp_path / bench.plot_name(e)).stat().st_size > 0
         assert {"setup", "original", "points", "envelopes", "dominance", "reach", "grid_check", "damping",
                 "primary_range", "accuracy"} <= set(r)
         assert set(r["dominance"]) == set(bench.RANGES)
         methods = {p["method"] for p in r["points"]}
-        assert methods == set(bench.METHODS), e
+        assert methods == set(bench.METHODS) == {"kfade-kfac", "kfade-ekfac", "gradient-ascent"}, e
         for p in r["points"]:
             assert p["step"] in (1, 2) and math.isfinite(p["forget_loss"]) and 0 <= p["forget_accuracy"] <= 1
         for m in bench.KFADE_METHODS:  # the default rule: 0.1 x the approximation's mean eigenvalue
@@ -484,5 +513,19 @@ def test_tiny_run_writes_json_and_plots(tmp_path):
     assert digits["primary_range"] == "to_retrained"  # the digits reference is always retrained
     assert data["experiments"]["gpt"]["primary_range"] == "kl_cap"  # the smoke configuration skips the GPT's
     summary = bench.format_summary(result)
-    assert "kfade-kfac vs gradient_ascent, to_retrained (headline)" in summary
+    assert "kfade-kfac vs gradient-ascent, to_retrained (headline)" in summary
     assert "mean eigenvalue" in summary
+
+
+def test_trained_models_share_the_initialization():
+    """The original and the retrained digits models come from one initialization and the same training, on the
+    whole training split and on the retain set: they differ, and retraining on the retain set with the same
+    settings reproduces the retrained model exactly."""
+    cfg = bench.Config(**{**TINY, "digits_epochs": 5})
+    data = bench.digits_data(cfg, torch.device("cpu"))
+    original, retrained = bench.train_digits_models(data, cfg, torch.device("cpu"))
+    again = retrain(bench.digits_mlp(cfg.digits_hidden, cfg.seed), data["retain"], epochs=5, lr=cfg.digits_lr,
+                    weight_decay=cfg.digits_weight_decay, seed=cfg.seed)
+    for p, q, r in zip(original.parameters(), retrained.parameters(), again.parameters()):
+        assert not torch.equal(p, q)
+        assert torch.equal(q, r)

@@ -33,12 +33,14 @@ For ``k`` columns, one VJP forward pass serves all of them (``vmap`` over the JV
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.func import jvp, vjp, vmap
 
 from ..linalg.regularized import NonPSDCurvatureError
+from .losses import as_loss
 from .operators import Cols, CurvatureOperator, DenseCurvature, ModelCurvature
 
 Tensor = torch.Tensor
@@ -60,7 +62,6 @@ class _OutputSpaceOperator(ModelCurvature):
 
     def _start(self) -> None:
         """Called once per product, before the batches (resets random state)."""
-
     def _output_matrix(self, z: Tensor, y: Tensor, w: float) -> Callable[[Tensor], Tensor]:
         raise NotImplementedError
 
@@ -106,12 +107,9 @@ class GGN(_OutputSpaceOperator):
     :class:`~optlib.curvature.losses.CustomLoss` with ``convex=False``) is rejected: use :class:`Hessian`.
     For the three built-in losses this is also the true (type-2) Fisher.
     """
-
     needs_builtin = False
 
     def __init__(self, model_func, loss_func, params=None, data=None, *, num_data=None) -> None:
-        from .losses import as_loss
-
         loss = as_loss(loss_func)
         if not loss.convex:
             raise ValueError(f"the GGN needs a loss convex in the model output, and {loss!r} is not declared convex "
@@ -149,7 +147,6 @@ class EmpiricalFisher(_OutputSpaceOperator):
     Not the Fisher: it uses the observed labels instead of the model's distribution (Kunstner, Balles &
     Hennig 2019, arXiv:1905.12558).
     """
-
     def _output_matrix(self, z, y, w):
         loss = self.loss
         c = w * loss.term_scale(z)

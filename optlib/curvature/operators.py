@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..linalg.regularized import FactorizationError, NonPSDCurvatureError
+from ..linalg.cg import MatvecCurvature
+from ..linalg.regularized import FactorizationError, Metric, NonPSDCurvatureError
 from .damping import KRONECKER_ONLY, Damping, as_damping
 from .losses import Loss, as_loss
 
@@ -167,9 +168,6 @@ class CurvatureOperator:
         return torch.full((k,), d.lam(), dtype=self.dtype, device=self.device)
 
     def _solve_cg(self, cols: Cols, d: Damping, gcols: Cols | None, rtol: float, maxiter: int | None) -> Cols:
-        from ..linalg.cg import MatvecCurvature
-        from ..linalg.regularized import Metric
-
         if d.mode in KRONECKER_ONLY:
             raise ValueError(f"damping mode {d.mode!r} needs Kronecker factors (KFAC)")
         B = self.flatten(cols)
@@ -214,7 +212,6 @@ class CurvatureOperator:
 
 class DenseCurvature(CurvatureOperator):
     """A symmetric matrix as a curvature operator over one flat block ``"x"`` (flat problems, tests)."""
-
     def __init__(self, matrix: Tensor, *, psd: bool = False, name: str = "x") -> None:
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"curvature must be a square matrix, got shape {tuple(matrix.shape)}")

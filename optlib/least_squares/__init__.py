@@ -13,7 +13,7 @@ Modules: :mod:`~optlib.least_squares.lm` (the Levenberg–Marquardt loop and its
 solution of the augmented system and Moré's choice of :math:`\lambda`).
 """
 
-from ..minimize import register_method
+from ..dispatch import register_method
 from .core import least_squares, levenberg_marquardt
 from .gn import ArmijoRule
 from .lm import TrustRegionRule

@@ -21,6 +21,7 @@ from ..result import (
     SUCCESS,
     OptimizeResult,
     Trace,
+    check_options,
     wrap_callback,
 )
 from ._oracle import ResidualOracle
@@ -29,34 +30,46 @@ Tensor = torch.Tensor
 
 EPS = float(np.finfo(np.float64).eps)
 
-# termination -> (optlib status, message)
+# Status codes of least_squares: scipy.optimize.least_squares's, exactly (success means status > 0) ...
+SCIPY_CALLBACK_STOP = -2  # the callback asked to stop
+SCIPY_MAX_NFEV = 0  # the evaluation budget (max_nfev) or optlib's iteration bound (maxiter) is spent
+SCIPY_GTOL, SCIPY_FTOL, SCIPY_XTOL, SCIPY_FTOL_XTOL = 1, 2, 3, 4
+# ... and two failures scipy's ``lm`` does not report (improper input, scipy's -1, raises ValueError here).
+SCIPY_NONFINITE = -3  # non-finite residuals or Jacobian stopped the run
+SCIPY_LINE_SEARCH = -4  # Gauss–Newton's backtracking found no acceptable step
+
+# termination -> (status of least_squares (scipy's codes), status of optlib.minimize (optlib.result's codes), message)
 TERMINATIONS = {
-    "gtol": (SUCCESS, "`gtol` termination condition is satisfied: every column of J is nearly orthogonal to r."),
-    "ftol": (SUCCESS, "`ftol` termination condition is satisfied: actual and predicted relative reductions of "
-                      "the sum of squares are at most ftol."),
-    "xtol": (SUCCESS, "`xtol` termination condition is satisfied: the scaled step bound is at most xtol times "
-                      "the scaled norm of x."),
-    "ftol+xtol": (SUCCESS, "Both `ftol` and `xtol` termination conditions are satisfied."),
-    "max_nfev": (MAXITER, "The maximum number of function evaluations is exceeded."),
-    "maxiter": (MAXITER, STATUS_MESSAGES[MAXITER]),
-    "callback": (CALLBACK_STOP, STATUS_MESSAGES[CALLBACK_STOP]),
-    "nonfinite": (NUMERICAL_FAILURE, STATUS_MESSAGES[NUMERICAL_FAILURE]),
-    "line_search": (INNER_SEARCH_EXHAUSTED, STATUS_MESSAGES[INNER_SEARCH_EXHAUSTED]),
+    "gtol": (SCIPY_GTOL, SUCCESS,
+             "`gtol` termination condition is satisfied: every column of J is nearly orthogonal to r."),
+    "ftol": (SCIPY_FTOL, SUCCESS,
+             "`ftol` termination condition is satisfied: actual and predicted relative reductions of "
+             "the sum of squares are at most ftol."),
+    "xtol": (SCIPY_XTOL, SUCCESS,
+             "`xtol` termination condition is satisfied: the scaled step bound is at most xtol times "
+             "the scaled norm of x."),
+    "ftol+xtol": (SCIPY_FTOL_XTOL, SUCCESS, "Both `ftol` and `xtol` termination conditions are satisfied."),
+    "max_nfev": (SCIPY_MAX_NFEV, MAXITER, "The maximum number of function evaluations is exceeded."),
+    "maxiter": (SCIPY_MAX_NFEV, MAXITER, STATUS_MESSAGES[MAXITER]),
+    "callback": (SCIPY_CALLBACK_STOP, CALLBACK_STOP, STATUS_MESSAGES[CALLBACK_STOP]),
+    "nonfinite": (SCIPY_NONFINITE, NUMERICAL_FAILURE, STATUS_MESSAGES[NUMERICAL_FAILURE]),
+    "line_search": (SCIPY_LINE_SEARCH, INNER_SEARCH_EXHAUSTED, STATUS_MESSAGES[INNER_SEARCH_EXHAUSTED]),
 }
 
 
-def check_tolerances(ftol: float, xtol: float, gtol: float) -> tuple[float, float, float]:
-    """Each tolerance must be a number ``>= eps`` (as scipy's ``method='lm'`` requires)."""
-    out = []
-    for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
-        try:
-            tol = float(tol)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {tol!r}") from None
-        if not tol >= EPS:
-            raise ValueError(f"{name} must be at least the machine epsilon {EPS:.2e}, got {tol!r}")
-        out.append(tol)
-    return out[0], out[1], out[2]
+def check_tolerances(ftol: Any, xtol: Any, gtol: Any) -> tuple[float, float, float]:
+    """Each tolerance must be a finite number ``>= eps`` (as scipy's ``method='lm'`` requires).
+
+    The common check (:func:`optlib.result.check_options`: a finite number ``>= 0``) comes first, so
+    that a negative or NaN tolerance gets the same error as in every other method of optlib.
+    """
+    checked = check_options(ftol=ftol, xtol=xtol, gtol=gtol)
+    for name, tol in checked.items():
+        if tol < EPS:
+            raise ValueError(
+                f"{name} must be at least the machine epsilon {EPS:.2e} (as in scipy's method='lm'), got {tol!r}."
+            )
+    return checked["ftol"], checked["xtol"], checked["gtol"]
 
 
 def check_x_scale(x_scale: Any, n: int) -> np.ndarray | None:
@@ -192,7 +205,7 @@ def finish(oracle: ResidualOracle, rec: Recorder, st: RunState, method: str) -> 
         gh = oracle.backend.host(g)
         rec.record(st.nit, cost, gh, gradient_cosine(gh, oracle.backend.column_norms(J), math.sqrt(2.0 * cost)),
                    **st.last_step)
-    status, message = TERMINATIONS[st.termination]
+    status, _, message = TERMINATIONS[st.termination]
     if st.detail:
         message = f"{message} {st.detail}"
     optimality = float(np.max(np.abs(oracle.backend.host(g))))
@@ -209,7 +222,7 @@ def finish(oracle: ResidualOracle, rec: Recorder, st: RunState, method: str) -> 
         nfev_jac=oracle.nfev_jac,
         nit=st.nit,
         status=status,
-        success=status == SUCCESS,
+        success=status > 0,
         termination=st.termination,
         message=message,
         method=method,

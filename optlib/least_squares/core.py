@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from ..problem import Problem
-from ..result import OptimizeResult
-from ._common import check_bounds, check_tolerances, check_x_scale, finish
+from ..result import OptimizeResult, check_options, forwards_options
+from ._common import TERMINATIONS, check_bounds, check_tolerances, check_x_scale, finish
 from ._oracle import ResidualOracle
 from .gn import ArmijoRule, run_gn
 from .lm import TrustRegionRule, check_factor, run_lm
@@ -117,9 +117,12 @@ def least_squares(
         :math:`=J^\top r`; ``optimality`` :math:`=\|J^\top r\|_\infty`; ``active_mask`` (zeros);
         ``nfev``, ``njev`` (Jacobians, including the one at the returned ``x`` when the last accepted
         step was not followed by one, which scipy's ``lm`` leaves out) and ``nfev_jac``
-        (finite-difference evaluations); ``nit`` (accepted steps); ``status`` (optlib's codes: 0
-        success, 1 evaluation/iteration limit, 2 callback, 3 line search exhausted, 4 numerical
-        failure); ``termination`` (``"gtol"``, ``"ftol"``, ``"xtol"``, ``"ftol+xtol"``, ``"max_nfev"``,
+        (finite-difference evaluations); ``nit`` (accepted steps); ``status``, scipy's codes
+        (:func:`scipy.optimize.least_squares`): 1 ``gtol``, 2 ``ftol``, 3 ``xtol``, 4 ``ftol`` and
+        ``xtol``, 0 ``max_nfev`` reached (also ``maxiter``, optlib's extension), -2 stopped by the callback;
+        and two failures scipy's ``lm`` does not report, -3 non-finite residuals or Jacobian and -4
+        Gauss–Newton's line search exhausted (scipy's -1, improper input, is a ``ValueError`` here);
+        ``success`` is ``status > 0``, as in scipy; ``termination`` (``"gtol"``, ``"ftol"``, ``"xtol"``, ``"ftol+xtol"``, ``"max_nfev"``,
         ``"maxiter"``, ``"callback"``, ``"nonfinite"``, ``"line_search"``); ``message``;
         ``success``; ``method``; ``trace`` (one record per accepted iterate: ``k``, ``f`` (the cost),
         ``grad_norm``, ``optimality``, ``cosine`` (the ``gtol`` quantity), ``nfev``, ``njev``, ``time``
@@ -131,8 +134,10 @@ def least_squares(
     ------
     ValueError
         Unknown ``method``/``jac``/``loss``; bounds; ``m < n``; a Jacobian of the wrong shape;
-        residuals that are not finite at ``x0``; tolerances below the machine epsilon; a ``factor`` that
-        is not positive and finite, or given with ``method="gn"`` or together with a ``rule``.
+        residuals that are not finite at ``x0``; tolerances that are NaN, not finite or below the machine
+        epsilon; ``max_nfev``, ``max_nonfinite`` (``>= 1``) or ``maxiter`` (``>= 0``) that are not such
+        integers (``2.5``, ``"10"``, ``True``; checked by :func:`optlib.result.check_options`); a ``factor``
+        that is not positive and finite, or given with ``method="gn"`` or together with a ``rule``.
 
     Notes
     -----
@@ -151,7 +156,9 @@ def least_squares(
             f"loss={loss!r} is not supported: only 'linear' (the plain sum of squares); use "
             "scipy.optimize.least_squares(method='trf') for robust losses"
         )
-    ftol, xtol, gtol = check_tolerances(ftol, xtol, gtol)
+    ftol, xtol, gtol = check_tolerances(ftol, xtol, gtol)  # the options first, before any evaluation of fun
+    counts = check_options(max_nfev=max_nfev, maxiter=maxiter, max_nonfinite=max_nonfinite)
+    max_nfev, maxiter, max_nonfinite = counts["max_nfev"], counts["maxiter"], counts["max_nonfinite"]
     if factor is not None:
         if meth != "lm":
             raise ValueError(
@@ -165,13 +172,7 @@ def least_squares(
     xs = check_x_scale(x_scale, n)
     if max_nfev is None:
         max_nfev = 100 * n
-    if int(max_nfev) != max_nfev or max_nfev < 1:
-        raise ValueError(f"max_nfev must be a positive integer, got {max_nfev!r}")
-    if maxiter is not None and (int(maxiter) != maxiter or maxiter < 0):
-        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
-    if int(max_nonfinite) != max_nonfinite or max_nonfinite < 1:
-        raise ValueError(f"max_nonfinite must be a positive integer, got {max_nonfinite!r}")
-    common = dict(x_scale=xs, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=int(max_nfev), maxiter=maxiter,
+    common = dict(x_scale=xs, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, maxiter=maxiter,
                   callback=callback, progress=progress)
     if meth == "lm":
         if rule is not None and not isinstance(rule, TrustRegionRule):
@@ -183,7 +184,7 @@ def least_squares(
                     "not both"
                 )
             rule = TrustRegionRule(factor=factor)
-        state, rec = run_lm(oracle, rule=rule, max_nonfinite=int(max_nonfinite), **common)
+        state, rec = run_lm(oracle, rule=rule, max_nonfinite=max_nonfinite, **common)
     else:
         if rule is not None and not isinstance(rule, ArmijoRule):
             raise TypeError(f"method 'gn' takes an ArmijoRule, got {type(rule).__name__}")
@@ -215,6 +216,7 @@ def _outer_scale(problem: Problem, u0: Tensor) -> float:
     return c
 
 
+@forwards_options(least_squares, fixed=("method", "jac", "args", "kwargs", "bounds"))
 def levenberg_marquardt(
     problem: Problem,
     x0: Any,
@@ -236,7 +238,11 @@ def levenberg_marquardt(
     -------
     OptimizeResult
         As the other methods of :func:`optlib.minimize`: ``x`` (tensor), ``fun`` :math:`= f(x)`,
-        ``jac`` :math:`=\nabla f(x) = cJ^\top u`, ``grad_norm``, ``nit``, ``status``, ``success``,
+        ``jac`` :math:`=\nabla f(x) = cJ^\top u`, ``grad_norm``, ``nit``, ``status`` (optlib's codes of
+        :mod:`optlib.result`, not scipy's: the ``gtol``, ``ftol``, ``xtol`` and ``ftol+xtol`` terminations
+        are ``SUCCESS`` (0); ``max_nfev`` and ``maxiter`` are ``MAXITER`` (1); the callback is
+        ``CALLBACK_STOP`` (2); non-finite residuals or Jacobian are ``NUMERICAL_FAILURE`` (4); the
+        ``termination`` field says which test ended the run), ``success``,
         ``message``, ``trace`` (``f`` is the objective :math:`f`; ``nres``/``njac`` count oracle
         calls) and the problem's counters; plus ``residuals``, ``residual_jac``, ``cost``
         :math:`=\tfrac12\|u\|^2`, ``termination``.
@@ -271,7 +277,7 @@ def levenberg_marquardt(
         jac=grad,
         grad_norm=float(torch.linalg.vector_norm(grad)),
         nit=res.nit,
-        status=res.status,
+        status=TERMINATIONS[res.termination][1],
         success=res.success,
         message=res.message,
         termination=res.termination,

@@ -55,6 +55,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._oracle import NumpyBackend, TorchBackend
+
 Tensor = torch.Tensor
 
 EPS = float(np.finfo(np.float64).eps)
@@ -87,8 +89,6 @@ class ScaledLeastSquares:
 
     def __init__(self, J: Any, r: Any, d: np.ndarray, rcond: float | None = None, backend: Any = None) -> None:
         if backend is None:
-            from ._oracle import NumpyBackend, TorchBackend
-
             backend = TorchBackend(J.device) if isinstance(J, Tensor) else NumpyBackend()
         self.backend = backend
         m, n = J.shape

@@ -45,7 +45,6 @@ https://kellerjordan.github.io/posts/muon/) and the reference code KellerJordan/
 from __future__ import annotations
 
 import functools
-
 import math
 from collections.abc import Sequence
 from numbers import Real

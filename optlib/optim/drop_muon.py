@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from optlib.linalg.newton_schulz import KELLER_COEFFICIENTS, NS_MATMULS_PER_STEP, matrix_view
+from optlib.linalg.newton_schulz import KELLER_COEFFICIENTS, matrix_view
 
 from .muon import Muon, _check_real, lr_scale, muon_directions
 from .progressive import BlockCosts, CutoffSampler
@@ -109,8 +109,8 @@ class DropMuon(Muon):
         Radius rule; ``"smooth"`` needs ``L`` > 0, ``"l0l1"`` needs ``L0``, ``L1`` >= 0 (not both zero).
     sampler : CutoffSampler, "uniform", probability vector, callable(progress) or None
         Distribution of the cutoff over ``0..num_layers-1``; anything but a sampler is wrapped in
-        :class:`~optlib.optim.progressive.CutoffSampler` with ``seed``. ``None`` means cutoff 0 (full steps)
-        unless :meth:`step` is given one.
+        :class:`~optlib.optim.progressive.CutoffSampler` with ``seed``. ``None`` is the full-step mode: cutoff 0
+        (every layer updated, as Muon) unless :meth:`step` is given one.
     num_layers : int or None
         ``b``; default: the largest group ``layer`` plus one.
     costs : BlockCosts, sequence of per-layer backward FLOPs, or None
@@ -121,12 +121,27 @@ class DropMuon(Muon):
     Remaining options (``weight_decay``, ``adjust_lr``, ``orthogonalizer``, ``ns_steps``, ``ns_coefficients``,
     ``eps``, ``ns_dtype``, ``skip_nonfinite``, ``distributed``) are :class:`~optlib.optim.Muon`'s.
 
-    Typical loop::
+    The cutoff contract: the saving of Drop-Muon is a backward pass that stops at the cutoff, so the cutoff
+    must be known before the forward pass. With a sampler, call :meth:`sample_cutoff` before the forward pass,
+    run the forward pass with :func:`~optlib.optim.progressive.progressive_forward`, and then :meth:`step`
+    uses the drawn cutoff::
 
         s = opt.sample_cutoff(progress)            # before the forward pass
         loss = loss_fn(progressive_forward(blocks, x, s), y)
         opt.zero_grad(set_to_none=True); loss.backward()
         opt.step()                                 # uses the drawn s
+
+    Or choose the cutoff yourself and pass it: ``opt.step(cutoff=s)`` (it must equal a pending draw, if any).
+    A :meth:`step` with a sampler but without a pending draw or ``cutoff=`` raises ``RuntimeError`` (drawing
+    the cutoff then, after a full backward pass, would cost the full step and update fewer layers).
+    Without a sampler (``sampler=None``) :meth:`step` is a full step (cutoff 0) unless given ``cutoff=``.
+    A pending draw is saved by ``state_dict``.
+
+    A non-finite gradient of an updated layer raises ``ValueError`` naming the parameter before anything is
+    updated (unless ``skip_nonfinite=True``); frozen layers' gradients are not read. ``params`` may be a
+    generator of group dicts; a generator of tensors (such as ``model.parameters()``) raises ``ValueError``
+    pointing to :func:`layer_param_groups`, since every group needs its ``layer``. Unknown keyword arguments
+    raise ``TypeError`` naming them.
     """
 
     def __init__(
@@ -283,8 +298,8 @@ class DropMuon(Muon):
 
     # -- the step ---------------------------------------------------------------------------------------------
 
-    def _drop_group_step(self, group: dict, group_index: int) -> int:
-        params, states = self._collect(group, group_index)
+    def _drop_group_step(self, group: dict, group_index: int, all_finite: bool | None = None) -> int:
+        params, states = self._collect(group, group_index, all_finite)
         if not params:
             return 0
         lr, wd = group["lr"], group["weight_decay"]
@@ -298,10 +313,10 @@ class DropMuon(Muon):
                                 momentum=group["momentum"], nesterov=group["nesterov"],
                                 style=group["momentum_style"])
         radii = [self.radius(group, p, d) for p, d in zip(params, D)]
-        O = self._orthogonalize(group, D, cast_back=True)
+        Q = self._orthogonalize(group, D, cast_back=True)
         if wd != 0:
             torch._foreach_mul_(params, 1.0 - lr * wd)
-        for p, state, o, t in zip(params, states, O, radii):
+        for p, state, o, t in zip(params, states, Q, radii):
             if isinstance(t, Tensor):
                 p.sub_((matrix_view(o) * t[..., None, None].to(o.dtype)).reshape(p.shape))
                 state["radius"] = t.tolist()
@@ -318,33 +333,46 @@ class DropMuon(Muon):
         return float(sum(self.costs[cutoff:]))
 
     @torch.no_grad()
-    def step(self, closure=None, cutoff: int | None = None, progress: float = 0.0):
+    def step(self, closure=None, cutoff: int | None = None):
         """One Drop-Muon step: update the groups with ``layer >= cutoff``; returns ``closure()``'s loss if given.
 
-        ``cutoff`` defaults to the one drawn by :meth:`sample_cutoff`; without a pending draw a fresh one is
-        drawn now (correct, but the backward pass was then not truncated), or 0 when there is no sampler.
+        The cutoff is, in this order: ``cutoff=`` if given; the one drawn by :meth:`sample_cutoff` since the
+        last step; 0 (a full step) when the optimizer has no sampler. With a sampler and neither, this raises
+        ``RuntimeError``: a cutoff drawn now, after the backward pass, would save nothing (class docstring).
+        A ``cutoff=`` that differs from a pending :meth:`sample_cutoff` draw raises ``ValueError``.
         """
         if cutoff is None:
             if self._pending is not None:
                 cutoff = self._pending
-            elif self.sampler is not None:
-                cutoff = self.sampler.sample(progress)
-            else:
+            elif self.sampler is None:
                 cutoff = 0
+            else:
+                raise RuntimeError(
+                    "DropMuon.step() has no cutoff for this step: call s = opt.sample_cutoff(progress) before the "
+                    "forward pass and run it as progressive_forward(blocks, x, s), so that the backward pass stops "
+                    "at layer s; or pass step(cutoff=s) with the cutoff your forward pass used"
+                )
+        elif self._pending is not None and cutoff != self._pending:
+            raise ValueError(
+                f"step(cutoff={cutoff!r}) but sample_cutoff() drew {self._pending} for this step; pass the drawn "
+                "cutoff (or none) to step()"
+            )
         integer = not isinstance(cutoff, bool) and isinstance(cutoff, (Integral, np.integer))
         if not integer or not 0 <= cutoff < self.num_layers:
             raise ValueError(f"cutoff must be an integer in [0, {self.num_layers - 1}], got {cutoff!r}")
         cutoff = int(cutoff)
-        self._pending = None
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        active = [i for i, group in enumerate(self.param_groups) if self.is_active(group, cutoff)]
+        finite = self._check_finite(active)  # raises before anything is updated
+        self._pending = None
         log = self._log()
         matrices = 0
         for group_index, group in enumerate(self.param_groups):
-            if self.is_active(group, cutoff):
-                matrices += self._drop_group_step(group, group_index)
+            if group_index in finite:
+                matrices += self._drop_group_step(group, group_index, finite[group_index])
             else:
                 log["frozen_with_grad"] += sum(p.grad is not None for p in group["params"])
         self._counters()["steps"] += 1

@@ -43,9 +43,12 @@ which needs ``step(closure)``.
 
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
+from numbers import Real
 from typing import Any
 
 import torch
@@ -63,14 +66,19 @@ from optlib.curvature.kfac import (
     factor_eigh,
     find_layers,
     gather_block,
+    input_gram,
     kron_inverse_factors,
     kron_matmat,
     kron_solve,
+    layer_inputs,
     layer_output_grads,
     output_gram,
     scatter_block,
+    with_ones,
 )
 from optlib.curvature.losses import as_loss
+
+from .muon import grads_all_finite
 
 Tensor = torch.Tensor
 
@@ -89,7 +97,14 @@ class KFACPreconditioner:
     model : nn.Module
         Returns the output tensor the loss is taken on.
     loss : {"cross_entropy", "mse", "bce_with_logits"} or a loss object
-        The likelihood whose Fisher is used (and the model distribution labels are sampled from).
+        The likelihood whose Fisher is used (and the model distribution labels are sampled from); the default
+        is ``"cross_entropy"`` (softmax over dim 1 of the output, integer labels). It must be the loss you
+        train with: K-FAC does not see your loss, only the model output. What is checked: a
+        ``"cross_entropy"`` output needs at least two classes in dim 1 (``ValueError`` otherwise), and the
+        first time your loss is backpropagated through a recorded output, its gradient with respect to the
+        output is compared with the form the ``loss`` implies (softmax cross-entropy's rows, one per loss
+        term, sum to zero; those of MSE and BCE in general do not); a mismatch gives a ``UserWarning`` naming
+        both. The comparison is skipped for float16/bfloat16 outputs, whose rounding hides the difference.
     reduction : {"mean", "sum"}
         The reduction of the training loss (torch's convention; MSE ``"mean"`` averages over every element).
     damping : float or callable
@@ -122,7 +137,10 @@ class KFACPreconditioner:
                  mc_samples: int = 1, kfac_approx: str = "expand", separate_weight_and_bias: bool = True,
                  kl_clip: float | None = None, lr: float | None = None, seed: int = 0) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError("KFACPreconditioner needs an nn.Module")
+            raise TypeError(
+                f"K-FAC needs the model itself (an nn.Module), got {type(model).__name__}: it hooks the model's "
+                "Linear/Conv2d layers and names their parameters, so pass the model, not model.parameters()"
+            )
         if fisher_type not in FISHER_TYPES:
             raise ValueError(f"unknown fisher_type {fisher_type!r}; use one of {', '.join(FISHER_TYPES)}")
         if kfac_approx not in KFAC_APPROX:
@@ -170,6 +188,7 @@ class KFACPreconditioner:
         self._capture = LayerCapture(self.layers)
         self._capture.active = True  # the first forward records
         self._pending: dict[str, Any] | None = None
+        self._loss_checked = False
         self._inverse_cache: dict[str, Any] = {}
         self._capture.attach()
         self._root_handle = model.register_forward_hook(self._on_output)
@@ -190,15 +209,59 @@ class KFACPreconditioner:
         if not bool(torch.isfinite(output).all()):
             raise FloatingPointError("K-FAC: the model output has non-finite entries (the training diverged; "
                                      "lower the learning rate or raise the damping)")
+        if self.loss.name == "cross_entropy" and (output.ndim < 2 or output.shape[1] < 2):
+            raise ValueError(
+                f"K-FAC samples from loss='cross_entropy' (the default), which needs at least two classes in dim 1 "
+                f"of the model output, but the output has shape {tuple(output.shape)}; for a regression or a "
+                "single-logit binary output pass loss='mse' or loss='bce_with_logits' (the loss you train with)"
+            )
         scale = self.loss.term_scale(output)
         if self.fisher_type == "empirical":
             # The user's backward fills probe.grad = dL/ds = c * sum_t dl_t/ds; S is (1/c) sum g g^T.
             self._pending = {"scale": scale, "batch": output.shape[0]}
+            self._watch_training_loss(output)
             return None
         vectors, wk = backprop_rows(self.loss, output, None, self.fisher_type, self.mc_samples, self.generator)
         A_sum, S = batch_factors(self.layers, cap, output, vectors, scale * wk, self.kfac_approx, retain_graph=True)
         self._accumulate(A_sum, S, output.shape[0])
         cap.clear()
+        self._watch_training_loss(output)  # after the sampled backward, so that only the user's one is seen
+        return None
+
+    # ---------------------------------------------------------------- loss check
+    def _watch_training_loss(self, output: Tensor) -> None:
+        """Compare, once, the gradient of the user's loss with respect to ``output`` with the form ``loss``
+        implies (see the ``loss`` parameter)."""
+        if self._loss_checked or not output.requires_grad or torch.finfo(output.dtype).eps > 1e-6:
+            return
+        output.register_hook(self._check_training_loss)
+
+    def _check_training_loss(self, grad: Tensor) -> None:
+        if self._loss_checked:
+            return None
+        self._loss_checked = True
+        rows = self.loss.rows(grad.detach())
+        if rows.shape[-1] < 2:
+            return None
+        total = float(rows.abs().sum())
+        if not (math.isfinite(total) and total > 0):
+            return None
+        # |row sums| relative to the gradient's size: rounding for softmax cross-entropy (measured ~1e-7 in
+        # float32), of order 1/sqrt(C) or more for MSE and BCE residuals of mixed signs.
+        imbalance = float(rows.sum(-1).abs().sum()) / total
+        if self.loss.name == "cross_entropy" and imbalance > 0.05:
+            seen = "not softmax cross-entropy's (its rows do not sum to zero)"
+        elif self.loss.name != "cross_entropy" and imbalance < 1e-4:
+            seen = "that of softmax cross-entropy (every row sums to zero)"
+        else:
+            return None
+        warnings.warn(
+            f"K-FAC's Fisher is that of loss={self.loss.name!r}, but the gradient of the training loss with respect "
+            f"to the model output looks like {seen}; pass the loss you train with as KFAC(..., loss=...) "
+            "('cross_entropy', 'mse' or 'bce_with_logits'), or K-FAC preconditions with the wrong curvature",
+            UserWarning,
+            stacklevel=2,
+        )
         return None
 
     def _accumulate(self, A_sum: dict[str, Tensor], S: dict[str, Tensor], batch: int) -> None:
@@ -219,8 +282,6 @@ class KFACPreconditioner:
             return
         cap, pending = self._capture, self._pending
         self._pending = None
-        from optlib.curvature.kfac import input_gram, layer_inputs, with_ones
-
         A_sum, S = {}, {}
         for layer in self.layers:
             probe = cap.probes[layer.name]
@@ -287,8 +348,8 @@ class KFACPreconditioner:
             scatter_block(layer, RW, Rb, shapes, out)
         out = {n: t[0] for n, t in out.items()}
         lr = self.lr if lr is None else lr
-        if self.kl_clip is not None:
-            vg = sum(float((out[n] * grads[n]).sum()) for n in self.covered)
+        if self.kl_clip is not None and lr != 0:  # at lr 0 the step is zero whatever the scaling
+            vg = float(sum((out[n] * grads[n]).sum() for n in self.covered))  # one synchronization
             if vg > 0:
                 nu = min(1.0, math.sqrt(self.kl_clip / (lr ** 2 * vg)))
                 out = {n: t * nu for n, t in out.items()}
@@ -376,31 +437,66 @@ class KFAC(torch.optim.Optimizer):
     Parameters
     ----------
     model : nn.Module
-        Every trainable parameter is optimized; those of ``Linear``/``Conv2d`` layers are preconditioned.
+        Every trainable parameter is optimized; those of ``Linear``/``Conv2d`` layers are preconditioned. The
+        model itself is needed (its layers are hooked and its parameter names used): ``model.parameters()``
+        raises ``TypeError`` saying so.
     lr, momentum, weight_decay : float
         :math:`\\eta`, :math:`\\mu`, :math:`\\omega` of the update (param-group hyperparameters; LR schedulers
-        work on ``lr``).
+        work on ``lr`` and, with ``cycle_momentum``, on ``momentum``). Default lr 0.1.
     damping : float or callable
-        The damping :math:`\\lambda` (a schedule ``step -> lambda`` is allowed); kept in the param group.
+        The damping :math:`\\lambda` (a schedule ``step -> lambda`` is allowed); kept in the param group. With
+        the default ``damping_mode="heuristic"`` each Kronecker factor gets :math:`\\pi\\sqrt\\lambda` or
+        :math:`\\sqrt\\lambda/\\pi` added (Martens & Grosse 2015, §6.3). Default 1e-3.
+    kl_clip : float or None
+        :math:`\\kappa` of KL clipping (module docstring): the step is scaled down so that its squared length in
+        the K-FAC metric, :math:`\\eta^2 \\sum_l\\langle G_l, \\tilde G_l\\rangle`, is at most
+        :math:`\\kappa`. Default 1e-3; ``None`` turns it off.
     **kfac_options
         The other arguments of :class:`KFACPreconditioner` (``loss``, ``reduction``, ``damping_mode``,
-        ``factor_decay``, ``factor_update_freq``, ``inv_update_freq``, ``fisher_type``, ``kl_clip``, ...).
+        ``factor_decay``, ``factor_update_freq``, ``inv_update_freq``, ``fisher_type``, ``seed``, ...). ``loss``
+        (default ``"cross_entropy"``) must be the loss you train with (see :class:`KFACPreconditioner`). An
+        unknown option raises ``TypeError`` naming it.
 
     Notes
     -----
+    Defaults: lr 0.1, damping 1e-3 and KL clipping 1e-3 are the defaults of kfac-pytorch's
+    ``KFACPreconditioner`` (J. G. Pauloski et al., https://github.com/gpauloski/kfac-pytorch; there the damping
+    is added to the eigenvalue products, here by default factored, which damps more for the same value);
+    KL clipping with 1e-3 is also the default of alecwangcq/KFAC-Pytorch. KL clipping is from Ba, Grosse &
+    Martens 2017 (ICLR), §5; it bounds every step while the factors are still estimated from a few batches.
+    Measured on scikit-learn's digits (cross-entropy, 40 steps): without KL clipping, lr 0.01 with damping 1e-3
+    diverged within 15 steps on a 64-128-128-10 ReLU MLP for every seed; with these defaults, 72 runs (64-128-10,
+    64-128-128-10 and 64-256-256-256-10 MLPs, ReLU and tanh, batches of 32, 128 and 512, standardized and raw
+    inputs, 2 seeds) ended at most at 0.14 of the initial full-data loss (median 0.045), see
+    ``tests/test_kfac_optimizer.py``. ``momentum`` defaults to 0 (preconditioned SGD).
+
+    A parameter whose ``.grad`` is ``None`` is not updated (its momentum buffer is not decayed either). A
+    non-finite gradient raises ``ValueError`` naming the parameter, before any parameter or state changes.
+
     ``state_dict()`` holds the momentum buffers and the preconditioner's factors, eigendecompositions,
     counters and sampling generator, so a reloaded optimizer continues exactly.
     """
 
-    def __init__(self, model: nn.Module, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0, *,
-                 damping: float | Callable[[int], float] = 1e-3, **kfac_options: Any) -> None:
-        if lr <= 0 or not math.isfinite(lr):
-            raise ValueError(f"lr must be positive, got {lr}")
+    def __init__(self, model: nn.Module, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0, *,
+                 damping: float | Callable[[int], float] = 1e-3, kl_clip: float | None = 1e-3,
+                 **kfac_options: Any) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"KFAC needs the model itself (an nn.Module), got {type(model).__name__}: it hooks the model's "
+                "Linear/Conv2d layers and names their parameters, so pass KFAC(model), not model.parameters()"
+            )
+        known = set(inspect.signature(KFACPreconditioner).parameters) - {"model", "damping", "lr", "kl_clip"}
+        unknown = sorted(set(kfac_options) - known)
+        if unknown:
+            raise TypeError(f"KFAC got unexpected keyword argument(s) {unknown}; valid options are lr, momentum, "
+                            f"weight_decay, damping, kl_clip and {', '.join(sorted(known))}")
+        if isinstance(lr, bool) or not (isinstance(lr, Real) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be positive, got {lr!r}")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
         if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        self.preconditioner = KFACPreconditioner(model, damping=damping, lr=lr, **kfac_options)
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self.preconditioner = KFACPreconditioner(model, damping=damping, lr=lr, kl_clip=kl_clip, **kfac_options)
         params = [p for p in model.parameters() if p.requires_grad]
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                         damping=self.preconditioner.damping.value)
@@ -420,8 +516,17 @@ class KFAC(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self.preconditioner.load_state_dict(kfac_state)
 
+    def _label(self, p: Tensor) -> str:
+        for group_index, group in enumerate(self.param_groups):
+            for i, q in enumerate(group["params"]):
+                if q is p:
+                    where = f"param_groups[{group_index}]['params'][{i}]"
+                    return f"{self._names[id(p)]!r} ({where}) of shape {tuple(p.shape)}"
+        return repr(self._names[id(p)])
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """One K-FAC step on every parameter that has a gradient; returns ``closure()``'s loss if given."""
         pre = self.preconditioner
         lm = pre.damping.mode == "lm"
         if lm and closure is None:
@@ -430,6 +535,11 @@ class KFAC(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not grads_all_finite(params):
+            for p in params:
+                if not bool(torch.isfinite(p.grad).all()):
+                    raise ValueError(f"non-finite gradient for {self._label(p)}; this step updated nothing")
         group = self.param_groups[0]
         if pre.damping_schedule is None and not lm:
             pre.damping.value = float(group["damping"])
@@ -440,22 +550,17 @@ class KFAC(torch.optim.Optimizer):
         if not pre.eigs or pre.steps % pre.inv_update_freq == 0:
             pre._refresh_eigs()
         grads: dict[str, Tensor] = {}
-        params = [p for g in self.param_groups for p in g["params"]]
         for p in params:
-            if p.grad is None:
-                continue
             g = p.grad
             if wd != 0:
                 g = g.add(p, alpha=wd)
             grads[self._names[id(p)]] = g
-        for n in pre.covered:
-            grads.setdefault(n, torch.zeros_like(pre.param_by_name[n]))
-        precond = pre.precondition({n: grads[n] for n in pre.covered}, lr=lr)
+        # A covered parameter without a gradient enters its layer's block as zeros and is not updated.
+        precond = pre.precondition({n: grads[n] if n in grads else torch.zeros_like(pre.param_by_name[n])
+                                    for n in pre.covered}, lr=lr)
         deltas: dict[str, Tensor] = {}
         for p in params:
             name = self._names[id(p)]
-            if name not in grads:
-                continue
             d = precond.get(name, grads[name])
             if mu != 0:
                 st = self.state[p]
@@ -466,8 +571,9 @@ class KFAC(torch.optim.Optimizer):
             deltas[name] = -lr * d
             p.add_(d, alpha=-lr)
         if lm and (pre.steps + 1) % pre.damping.interval == 0:
+            zeros = {n: torch.zeros_like(pre.param_by_name[n]) for n in pre.covered if n not in grads}
             model_change = sum(float((grads[n] * deltas[n]).sum()) for n in deltas) + 0.5 * pre.quadratic(
-                {n: deltas.get(n, torch.zeros_like(pre.param_by_name[n])) for n in pre.covered})
+                {n: deltas.get(n, zeros.get(n)) for n in pre.covered})
             active = pre._capture.active
             pre._capture.active = False
             with torch.enable_grad():

@@ -52,6 +52,8 @@ from numbers import Real
 
 import torch
 
+from kernels.newton_schulz import available as triton_available
+from kernels.newton_schulz import newton_schulz_triton
 from optlib.linalg.newton_schulz import (
     KELLER_COEFFICIENTS,
     NS_MATMULS_PER_STEP,
@@ -140,21 +142,11 @@ def lr_scale(shape, adjust_lr: str) -> float:
 
 def _triton_newton_schulz():
     """The Triton Newton–Schulz entry point, or a RuntimeError that says what to use instead."""
-    fallback = "use orthogonalizer='newton-schulz' (the pure-torch reference the kernel is tested against)"
-    try:
-        from kernels.newton_schulz import newton_schulz_triton
-    except ImportError as exc:
-        raise RuntimeError(f"orthogonalizer='triton' needs kernels.newton_schulz ({exc}); {fallback}") from exc
-    try:
-        from kernels.newton_schulz import available
-    except ImportError:  # a kernel module without the probe: require CUDA
-        ok = torch.cuda.is_available()
-    else:
-        ok = available()
-    if not ok:
+    if not triton_available():
         raise RuntimeError(
             "orthogonalizer='triton' needs CUDA and an installed triton (or TRITON_INTERPRET=1 for the CPU "
-            f"interpreter); {fallback}"
+            "interpreter); use orthogonalizer='newton-schulz' (the pure-torch reference the kernel is tested "
+            "against)"
         )
     return newton_schulz_triton
 
@@ -180,17 +172,17 @@ def orthogonalize(
     """
     M = matrix_view(direction)
     if method == "newton-schulz":
-        O = newton_schulz(M, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype,
+        Q = newton_schulz(M, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype,
                           cast_back=cast_back)
     elif method == "svd":
-        O = polar(M)
+        Q = polar(M)
     elif method == "triton":
         kernel = _triton_newton_schulz()
         X = M.to(compute_dtype) if compute_dtype is not None else M
-        O = kernel(X, steps, coefficients, eps).to(direction.dtype)
+        Q = kernel(X, steps, coefficients, eps).to(direction.dtype)
     else:
         raise ValueError(_unknown("orthogonalizer", method, ORTHOGONALIZERS))
-    return O.reshape(direction.shape)
+    return Q.reshape(direction.shape)
 
 
 _STACK_MAX_NUMEL = 512 * 512
@@ -274,9 +266,9 @@ def orthogonalize_many(
         stack = torch.stack([matrix_view(directions[i]) for i in idx])
         if stats is not None:
             stats["orthogonalized_here"] = stats.get("orthogonalized_here", 0) + -(-len(idx) // world)
-        O = orth(stack) if world == 1 else _owned_then_gathered(stack, orth, world, rank)
+        Q = orth(stack) if world == 1 else _owned_then_gathered(stack, orth, world, rank)
         for j, i in enumerate(idx):
-            out[i] = O[j].reshape(directions[i].shape)
+            out[i] = Q[j].reshape(directions[i].shape)
     return out  # type: ignore[return-value]
 
 
@@ -287,7 +279,10 @@ def grads_all_finite(params) -> bool:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return True
-    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+    norms = torch._foreach_norm(grads)
+    if len({n.dtype for n in norms}) > 1:  # parameters of several dtypes: stack needs one
+        norms = [n.float() for n in norms]
+    return bool(torch.isfinite(torch.stack(norms)).all())
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -389,8 +384,9 @@ class Muon(torch.optim.Optimizer):
         ``torch.optim.Muon`` do (and is faster on CPU as well); ``None`` iterates in the gradient's dtype
         (use it for float64 work and exact tests).
     skip_nonfinite : bool
-        With ``False`` (default) a NaN/inf gradient raises ``ValueError`` naming the parameter; with ``True``
-        that parameter's step (momentum and weight) is skipped and counted.
+        With ``False`` (default) a NaN/inf gradient raises ``ValueError`` naming the parameter, before any
+        parameter or state is updated; with ``True`` that parameter's step (momentum and weight) is skipped and
+        counted, and the others step.
     distributed : bool
         Under ``torch.distributed`` (e.g. DDP, gradients already all-reduced) each rank orthogonalizes only
         its share of the matrices and the results are all-gathered (:func:`orthogonalize_many`); the update is
@@ -402,7 +398,13 @@ class Muon(torch.optim.Optimizer):
     steps: ``steps`` (calls of :meth:`step`), ``updates`` (matrices updated; an expert stack counts ``E``),
     ``ns_matmuls`` (matrix products in Newton–Schulz, 3 per iteration per matrix), ``svds``,
     ``skipped_nonfinite`` and ``orthogonalized_here`` (parameters this process orthogonalized; with
-    ``distributed=True`` only this rank's share, zero padding included). All of it goes through ``state_dict``/``load_state_dict``.
+    ``distributed=True`` only this rank's share, zero padding included). All of it goes through
+    ``state_dict``/``load_state_dict``.
+
+    ``params`` may be any iterable, a generator such as ``model.parameters()`` included (of a model whose
+    trainable parameters are all matrices). An unknown keyword argument raises ``TypeError`` naming it (Python's
+    own check, as for ``torch.optim``); an invalid value raises ``ValueError``. Keys of param-group dicts are
+    not checked (groups may carry extra keys, such as the ``initial_lr`` an LR scheduler adds).
     """
 
     def __init__(
@@ -471,6 +473,24 @@ class Muon(torch.optim.Optimizer):
 
     # -- the step -----------------------------------------------------------------------------------------
 
+    def _check_finite(self, group_indices) -> dict[int, bool]:
+        """``{group index: whether all its gradients are finite}`` for the given groups, with one
+        synchronization per group. Before anything is updated, raise ``ValueError`` naming the first parameter
+        with a non-finite gradient in a group without ``skip_nonfinite``."""
+        finite = {}
+        for group_index in group_indices:
+            group = self.param_groups[group_index]
+            finite[group_index] = grads_all_finite(group["params"])
+            if finite[group_index] or group["skip_nonfinite"]:
+                continue
+            for i, p in enumerate(group["params"]):
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    raise ValueError(
+                        f"non-finite gradient for {param_label(group, group_index, i, p)}; this step updated "
+                        "nothing (pass skip_nonfinite=True to skip such parameters' steps and count them)"
+                    )
+        return finite
+
     def _finite_or_skip(self, group: dict, group_index: int, i: int, p: Tensor) -> bool:
         """True when ``p.grad`` is finite; otherwise raise, or count and return False (``skip_nonfinite``)."""
         if bool(torch.isfinite(p.grad).all()):
@@ -483,10 +503,13 @@ class Muon(torch.optim.Optimizer):
         self._counters()["skipped_nonfinite"] += 1
         return False
 
-    def _collect(self, group: dict, group_index: int) -> tuple[list[Tensor], list[dict]]:
+    def _collect(self, group: dict, group_index: int,
+                 all_finite: bool | None = None) -> tuple[list[Tensor], list[dict]]:
         """The parameters of ``group`` that take a step now (finite gradient) and their states, with the
-        momentum buffer created and ``step`` counted."""
-        all_finite = grads_all_finite(group["params"])
+        momentum buffer created and ``step`` counted. ``all_finite`` is :meth:`_check_finite`'s answer for the
+        group (computed here when not given)."""
+        if all_finite is None:
+            all_finite = grads_all_finite(group["params"])
         params, states = [], []
         for i, p in enumerate(group["params"]):
             if p.grad is None or (not all_finite and not self._finite_or_skip(group, group_index, i, p)):
@@ -515,17 +538,17 @@ class Muon(torch.optim.Optimizer):
                                   compute_dtype=group["ns_dtype"], cast_back=cast_back,
                                   distributed=group["distributed"], stats=counters)
 
-    def _muon_group_step(self, group: dict, group_index: int) -> None:
-        params, states = self._collect(group, group_index)
+    def _muon_group_step(self, group: dict, group_index: int, all_finite: bool | None = None) -> None:
+        params, states = self._collect(group, group_index, all_finite)
         if not params:
             return
         lr, wd = group["lr"], group["weight_decay"]
         D = muon_directions([p.grad for p in params], [s["momentum_buffer"] for s in states],
                             momentum=group["momentum"], nesterov=group["nesterov"], style=group["momentum_style"])
-        O = self._orthogonalize(group, D, cast_back=False)
+        Q = self._orthogonalize(group, D, cast_back=False)
         if wd != 0:
             torch._foreach_mul_(params, 1.0 - lr * wd)
-        for p, o in zip(params, O):
+        for p, o in zip(params, Q):
             p.add_(o, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
 
     @torch.no_grad()
@@ -535,7 +558,8 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        finite = self._check_finite(range(len(self.param_groups)))
         for group_index, group in enumerate(self.param_groups):
-            self._muon_group_step(group, group_index)
+            self._muon_group_step(group, group_index, finite[group_index])
         self._counters()["steps"] += 1
         return loss

@@ -163,8 +163,25 @@ class MuonWithAdamW(Muon):
 
     Notes
     -----
-    ``skip_nonfinite`` applies to both kinds of group. Counters (``state["counters"]``) are Muon's plus
+    ``skip_nonfinite`` applies to both kinds of group; without it a non-finite gradient raises ``ValueError``
+    naming the parameter before anything is updated. Counters (``state["counters"]``) are Muon's plus
     ``adamw_updates``.
+
+    Momentum and schedulers: ``defaults`` is ``{"lr", "momentum", "weight_decay", "eps"}`` of the Muon groups
+    plus AdamW's ``"betas"``, and every group carries both ``momentum`` and ``betas``: a Muon group has
+    ``betas = (momentum, adamw_betas[1])`` (its second entry is not used), an AdamW group has
+    ``momentum = betas[0]``. They are one hyperparameter, the weight of the past in the running average of
+    the gradients (Muon's ``momentum``, AdamW's beta1): a change to either one between two steps
+    (by your code, such as a Muon momentum warm-up that writes ``group["momentum"]``, or by a scheduler;
+    ``CyclicLR`` and ``OneCycleLR`` with ``cycle_momentum=True`` write ``betas[0]`` of every group because
+    ``defaults`` has ``betas``) is used by the next :meth:`step`, which copies it to the other key. Changing
+    both to different values between two steps raises ``ValueError``. The value each group last stepped
+    with is kept in ``state["beta1_applied"]`` (``{group index: value}``, saved by ``state_dict``).
+
+    ``param_groups_or_model`` may be a generator of param-group dicts; a generator of tensors (such as
+    ``model.parameters()``) raises ``ValueError`` saying to pass the model or
+    :func:`muon_param_groups`'s groups (the routing needs the module structure). Unknown keyword arguments
+    raise ``TypeError`` naming them.
     """
 
     def __init__(
@@ -208,8 +225,10 @@ class MuonWithAdamW(Muon):
             )
         else:
             groups = list(param_groups_or_model)
-        # Defaults are filled per kind of group in add_param_group, so the base class gets none.
-        torch.optim.Optimizer.__init__(self, groups, {})
+        # Each kind of group gets its own defaults in add_param_group; `defaults` holds the keys both kinds
+        # share, so that schedulers which look there for momentum or betas (CyclicLR, OneCycleLR) accept us.
+        defaults = dict(lr=lr, momentum=momentum, betas=tuple(adamw_betas), weight_decay=weight_decay, eps=eps)
+        torch.optim.Optimizer.__init__(self, groups, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
         if not isinstance(param_group, dict) or not isinstance(param_group.get("use_muon"), bool):
@@ -225,6 +244,11 @@ class MuonWithAdamW(Muon):
                              f"(use_muon={use_muon}); check the routing of its parameters")
         for k, v in (self.muon_defaults if use_muon else self.adamw_defaults).items():
             param_group.setdefault(k, v)
+        # momentum and betas[0] are one hyperparameter in every group (class docstring).
+        if use_muon:
+            param_group["betas"] = (param_group["momentum"], self.adamw_defaults["betas"][1])
+        elif isinstance(param_group["betas"], (tuple, list)) and len(param_group["betas"]) == 2:
+            param_group["momentum"] = param_group["betas"][0]
         torch.optim.Optimizer.add_param_group(self, param_group)
         group, index = self.param_groups[-1], len(self.param_groups) - 1
         try:
@@ -236,11 +260,51 @@ class MuonWithAdamW(Muon):
         except Exception:
             self.param_groups.pop()
             raise
+        self.state["beta1_applied"][index] = group["momentum"]
 
-    def _adamw_group_step(self, group: dict, group_index: int) -> None:
+    def _sync_beta1(self, group: dict, group_index: int) -> None:
+        """Make ``momentum`` and ``betas[0]`` of ``group`` equal to the one that changed since the last step
+        (class docstring); ``ValueError`` when both changed to different values."""
+        applied = self.state["beta1_applied"]
+        momentum, betas = group.get("momentum"), group.get("betas")
+        if momentum is None:  # a group saved before both keys existed
+            momentum = betas[0]
+        if betas is None:
+            betas = (momentum, self.adamw_defaults["betas"][1])
+        last = applied.get(group_index)
+        if momentum != betas[0]:
+            moved_momentum = last is None or momentum != last
+            moved_beta1 = last is None or betas[0] != last
+            if moved_momentum and moved_beta1:
+                kind = "Muon" if group["use_muon"] else "AdamW"
+                raise ValueError(
+                    f"param_groups[{group_index}] ({kind} group) has momentum={momentum!r} and "
+                    f"betas[0]={betas[0]!r}, both changed since the last step; in MuonWithAdamW they are one "
+                    "hyperparameter (Muon's momentum, AdamW's beta1): set only one of them"
+                )
+            if moved_beta1:
+                momentum = betas[0]
+            else:
+                betas = (momentum, betas[1])
+        _check_real("momentum" if group["use_muon"] else "betas[0]", momentum, high=1.0)
+        group["momentum"], group["betas"] = momentum, tuple(betas)
+        applied[group_index] = momentum
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        if "beta1_applied" in sd["state"]:
+            sd["state"]["beta1_applied"] = dict(sd["state"]["beta1_applied"])
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if "beta1_applied" in self.state:
+            self.state["beta1_applied"] = dict(self.state["beta1_applied"])
+
+    def _adamw_group_step(self, group: dict, group_index: int, all_finite: bool = False) -> None:
         counters = self._counters()
         for i, p in enumerate(group["params"]):
-            if p.grad is None or not self._finite_or_skip(group, group_index, i, p):
+            if p.grad is None or (not all_finite and not self._finite_or_skip(group, group_index, i, p)):
                 continue
             adamw_update(p, p.grad, self.state[p], lr=group["lr"], betas=group["betas"], eps=group["eps"],
                          weight_decay=group["weight_decay"])
@@ -254,9 +318,12 @@ class MuonWithAdamW(Muon):
             with torch.enable_grad():
                 loss = closure()
         for group_index, group in enumerate(self.param_groups):
+            self._sync_beta1(group, group_index)
+        finite = self._check_finite(range(len(self.param_groups)))
+        for group_index, group in enumerate(self.param_groups):
             if group["use_muon"]:
-                self._muon_group_step(group, group_index)
+                self._muon_group_step(group, group_index, finite[group_index])
             else:
-                self._adamw_group_step(group, group_index)
+                self._adamw_group_step(group, group_index, finite[group_index])
         self._counters()["steps"] += 1
         return loss

@@ -11,6 +11,12 @@ Every constructor returns an :class:`optlib.Problem` in float64 with
 * a customary start ``problem.x0`` and, where available, a certified optimum ``f_star``/``x_star``
   (closed form, or an independent plain-numpy Newton solve computed lazily, once per process).
 
+This is the only problem library of the project: the theorem checks of :mod:`optlib.theory` build their
+problems here too (some constructors have options for them, such as ``rosenbrock(x0=...)``,
+``chebyshev_rosenbrock(scale=...)``, ``quadratic(x0_scale=...)`` and ``synthetic_logistic(signal=...)``;
+:func:`lse_cubic` and :func:`pseudo_huber` are convex problems with derived Hessian Lipschitz constants).
+The layered (block-matrix) problems of Muon and Drop-Muon are in :mod:`optlib.problems.layered`.
+
 Data come only from scikit-learn's bundled loaders or seeded numpy generators.
 
 :func:`library` maps the names of the standard benchmark set to zero-argument constructors.
@@ -23,23 +29,42 @@ from collections.abc import Callable
 from ..problem import Problem
 from ._data import BINARY_DATASETS, MULTICLASS_DATASETS
 from .cubic import cubic_lipschitz
+from .layered import (
+    LayeredProblem,
+    concat_blocks,
+    deep_linear_network,
+    exponential_blocks,
+    layered_quadratic,
+    log_sum_exp_blocks,
+)
 from .log_sum_exp import log_sum_exp
 from .logistic import logistic_regression, synthetic_logistic
+from .lse_cubic import lse_cubic
 from .nonlinear import nonlinear_equations
-from .quadratic import quadratic, quadratic_with_condition
+from .pseudo_huber import pseudo_huber
+from .quadratic import quadratic, quadratic_from_matrix, quadratic_with_condition
 from .rosenbrock import chebyshev_rosenbrock, rosenbrock, rosenbrock_nle
 from .softmax import softmax_regression
 
 __all__ = [
     "BINARY_DATASETS",
     "MULTICLASS_DATASETS",
+    "LayeredProblem",
     "chebyshev_rosenbrock",
+    "concat_blocks",
     "cubic_lipschitz",
+    "deep_linear_network",
+    "exponential_blocks",
+    "layered_quadratic",
     "library",
     "log_sum_exp",
+    "log_sum_exp_blocks",
     "logistic_regression",
+    "lse_cubic",
     "nonlinear_equations",
+    "pseudo_huber",
     "quadratic",
+    "quadratic_from_matrix",
     "quadratic_with_condition",
     "rosenbrock",
     "rosenbrock_nle",
@@ -66,25 +91,8 @@ def library() -> dict[str, Callable[[], Problem]]:
         "chebyshev-rosenbrock": lambda: chebyshev_rosenbrock(),
         "nonlinear-equations": lambda: nonlinear_equations(),
         "cubic-lipschitz": lambda: cubic_lipschitz(),
+        "lse-cubic": lambda: lse_cubic(),
+        "pseudo-huber": lambda: pseudo_huber(),
         "quadratic-cond1e3": lambda: quadratic_with_condition(100, 1e3, seed=0),
     }
 
-
-# Layered (block-matrix) problems for Muon / Drop-Muon (optlib.problems.layered).
-from .layered import (  # noqa: E402
-    LayeredProblem,
-    concat_blocks,
-    deep_linear_network,
-    exponential_blocks,
-    layered_quadratic,
-    log_sum_exp_blocks,
-)
-
-__all__ += [
-    "LayeredProblem",
-    "concat_blocks",
-    "deep_linear_network",
-    "exponential_blocks",
-    "layered_quadratic",
-    "log_sum_exp_blocks",
-]

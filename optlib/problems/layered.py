@@ -31,7 +31,7 @@ Deep linear network (:func:`deep_linear_network`)
     :math:`f(W_1, \dots, W_b) = \frac{1}{2N}\|W_b\cdots W_1 Z - Y\|_F^2` with a realizable target
     :math:`Y = W_b^\star\cdots W_1^\star Z`, so :math:`f^{\inf} = 0`. The function is a polynomial of degree
     :math:`2b` and has no global layer-wise smoothness constant; its :math:`L_i` must be estimated along a
-    trajectory (``L`` is ``None``; see :func:`optlib.theory.dropmuon.estimate_layer_smoothness`).
+    trajectory (``L`` is ``None``; see :func:`optlib.theory.drop_muon.estimate_layer_smoothness`).
 
 Exponential blocks (:func:`exponential_blocks`)
     :math:`f(x) = \sum_i \exp(u_i^\top x_i)` with :math:`x_i \in \mathbb R^{n_i\times 1}` (a one-column matrix:

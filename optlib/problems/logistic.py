@@ -232,7 +232,6 @@ def logistic_regression(
     return _binary_logistic_problem(np.ascontiguousarray(A), y, reg, name)
 
 
-
 def synthetic_logistic(
     n: int = 5000,
     d: int = 200,
@@ -240,34 +239,56 @@ def synthetic_logistic(
     scale_max: float = 1e1,
     seed: int = 0,
     reg: float | None = None,
+    *,
+    descending: bool = False,
+    signal: float | None = None,
 ) -> Problem:
     """Ill-conditioned synthetic logistic regression (not standardized).
 
-    Features: i.i.d. standard normal entries, column ``j`` multiplied by the ``j``-th entry of
-    ``logspace(log10(scale_min), log10(scale_max), d)``, so the Gram matrix has condition number about
-    ``(scale_max/scale_min)^2``. Labels: a planted ``x_true`` ~ N(0, I), rescaled so that the margins
-    ``A x_true`` have standard deviation 2, and ``y_i = +1`` with probability ``sigma(a_i^T x_true)``
-    (Bernoulli, so the classes overlap and the data are not separable). All draws come from
-    ``numpy.random.default_rng(seed)``. ``reg`` defaults to ``1/n``. Oracles, curvatures and constants
-    are those of :func:`logistic_regression` (one shared implementation).
+    Features: ``A = Z S`` with ``Z`` i.i.d. standard normal (``n x d``) and ``S`` diagonal, column ``j``
+    scaled by the ``j``-th entry of ``logspace(log10(scale_min), log10(scale_max), d)`` (of
+    ``logspace(log10(scale_max), log10(scale_min), d)``, largest first, with ``descending=True``), so the
+    Gram matrix has condition number about ``(scale_max/scale_min)^2``. Labels: a planted ``x_true`` ~ N(0, I)
+    and ``y_i = +1`` with probability ``sigma(m_i)`` (Bernoulli, so the classes overlap and the data are not
+    separable), where the margins are
+
+    * ``signal=None`` (default): ``m = A x_true``, rescaled to standard deviation 2;
+    * ``signal=s``: ``m = Z u`` with ``u = s x_true/||x_true||``, planted in the unscaled features, so the
+      label noise does not depend on the scales (the theorem checks of :mod:`optlib.theory` use
+      ``n=400, d=10, scale_min=1/cond, scale_max=1, descending=True, signal=3``).
+
+    All draws come from ``numpy.random.default_rng(seed)``, in the order ``Z``, ``x_true``, the uniforms of
+    the labels. ``reg`` defaults to ``1/n``. Oracles, curvatures and constants are those of
+    :func:`logistic_regression` (one shared implementation).
     """
     n, d = int(n), int(d)
     if n <= 0 or d <= 0:
-        raise ValueError(f"n and d must be positive, got n={n}, d={d}")
+        raise ValueError(f"synthetic logistic regression: n and d must be positive, got n={n}, d={d}")
     if not (0 < scale_min <= scale_max) or not math.isfinite(scale_max):
-        raise ValueError(f"need 0 < scale_min <= scale_max < inf, got {scale_min}, {scale_max}")
+        raise ValueError(
+            f"synthetic logistic regression: need 0 < scale_min <= scale_max < inf, got {scale_min}, {scale_max}"
+        )
+    if signal is not None and not (signal > 0 and math.isfinite(signal)):
+        raise ValueError(f"synthetic logistic regression: signal must be positive and finite, got {signal}")
     rng = np.random.default_rng(seed)
-    scales = np.logspace(math.log10(scale_min), math.log10(scale_max), d)
-    A = rng.standard_normal((n, d)) * scales
+    lo, hi = math.log10(scale_min), math.log10(scale_max)
+    scales = np.logspace(hi, lo, d) if descending else np.logspace(lo, hi, d)
+    Z = rng.standard_normal((n, d))
+    A = Z * scales
     x_true = rng.standard_normal(d)
-    margins = A @ x_true
-    spread = float(margins.std())
-    if spread > 0:
-        margins *= 2.0 / spread
+    if signal is None:
+        margins = A @ x_true
+        spread = float(margins.std())
+        if spread > 0:
+            margins *= 2.0 / spread
+    else:
+        margins = Z @ (x_true * (signal / np.linalg.norm(x_true)))
     y = np.where(rng.random(n) < expit(margins), 1.0, -1.0)
     name = problem_name(
         "logreg", "synthetic",
-        {"n": n, "d": d, "scale_min": scale_min, "scale_max": scale_max, "seed": seed, "reg": reg},
-        {"n": 5000, "d": 200, "scale_min": 1e-3, "scale_max": 1e1, "seed": 0, "reg": None},
+        {"n": n, "d": d, "scale_min": scale_min, "scale_max": scale_max, "seed": seed, "reg": reg,
+         "descending": descending, "signal": signal},
+        {"n": 5000, "d": 200, "scale_min": 1e-3, "scale_max": 1e1, "seed": 0, "reg": None,
+         "descending": False, "signal": None},
     )
     return _binary_logistic_problem(np.ascontiguousarray(A), y, reg, name)

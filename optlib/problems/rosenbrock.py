@@ -7,12 +7,15 @@ No global gradient or Hessian Lipschitz constant exists (the derivatives grow po
 
 * :func:`rosenbrock` (Rosenbrock, Computer J. 3, 1960):
   :math:`f = (a - x_1)^2 + b(x_2 - x_1^2)^2 = \|u\|^2` with :math:`u = (a - x_1, \sqrt b(x_2 - x_1^2))`;
-  minimum :math:`x^\star = (a, a^2)`. Start :math:`(-2, 2)` (the authors' notebook, spec 10 §6).
+  minimum :math:`x^\star = (a, a^2)`. Start :math:`(-2, 2)` (the authors' notebook, spec 10 §6), or any
+  ``x0``, such as Rosenbrock's own :math:`(-1.2, 1)` (used by the theorem checks).
 * :func:`rosenbrock_nle`: :math:`f = \frac1p\|u\|^p` with the Rosenbrock residuals
   :math:`u = (1 - x_1, 10(x_2 - x_1^2))`; minimum :math:`(1, 1)`; start :math:`(-2, 2)` (notebook).
 * :func:`chebyshev_rosenbrock` (Nesterov's smooth Chebyshev-Rosenbrock function in the residual
   form of the authors' notebook): :math:`u_1 = \frac12(1 - x_1)`,
-  :math:`u_i = x_i - (2x_{i-1}^2 - 1)`, :math:`f = \frac1p\|u\|^p`. Solving :math:`u = 0` forward gives
+  :math:`u_i = x_i - (2x_{i-1}^2 - 1)`, :math:`f = \frac cp\|u\|^p` (``scale`` :math:`= c`, default 1;
+  Nesterov's own form is :math:`p = 2, c = 2`: :math:`\frac14(x_1 - 1)^2 + \sum_i(x_{i+1} - 2x_i^2 + 1)^2`,
+  used by the theorem checks). Solving :math:`u = 0` forward gives
   :math:`x_1 = 1` and :math:`x_i = 2\cdot1^2 - 1 = 1`: :math:`x^\star = \mathbf 1`, :math:`f^\star = 0`.
   Start :math:`x_0 = (-1, 1, \dots, 1)` (where :math:`u = (1, 0, \dots, 0)`), the customary start for
   this function: Jarre, "On Nesterov's smooth Chebyshev-Rosenbrock function", Optim. Methods Softw.
@@ -29,6 +32,7 @@ Curvatures: ``"gn-fisher"`` :math:`= \|u\|^{p-2}J^\top J + (p-2)\|u\|^{p-4}(J^\t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -71,14 +75,31 @@ def _check_positive_b(b: float) -> float:
     return b
 
 
-def rosenbrock(a: float = 1.0, b: float = 100.0) -> Problem:
+def _start(x0: Any, n: int, what: str) -> Tensor:
+    """``x0`` as a float64 tensor of shape ``(n,)``, validated."""
+    try:
+        t = torch.as_tensor(x0, dtype=torch.float64).clone()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{what}: x0 must be a vector of {n} numbers: {exc}") from None
+    if t.shape != (n,) or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what}: x0 must be a finite vector of shape ({n},), got {tuple(t.shape)}")
+    return t
+
+
+def _point_label(x: Tensor) -> str:
+    return "(" + ",".join(f"{float(v):g}" for v in x) + ")"
+
+
+def rosenbrock(a: float = 1.0, b: float = 100.0, *, x0: Any = (-2.0, 2.0)) -> Problem:
     """Rosenbrock's 2-D function ``(a - x1)^2 + b (x2 - x1^2)^2`` as ``||u||^2``.
 
     ``residuals``/``outer`` give ``u = (a - x1, sqrt(b)(x2 - x1^2))`` and ``outer(u) = ||u||^2``, so the
     generic Gauss-Newton machinery applies; ``"gauss-newton"`` is the hand-written ``2 J^T J``.
-    ``x0 = (-2, 2)``; ``x_star = (a, a^2)``, ``f_star = 0``.
+    ``x0`` defaults to ``(-2, 2)`` (the authors' notebook); ``x0=(-1.2, 1)`` is Rosenbrock's own start
+    (Computer J. 3, 1960), used by the theorem checks. ``x_star = (a, a^2)``, ``f_star = 0``.
     """
     a, b = float(a), _check_positive_b(b)
+    start = _start(x0, 2, "rosenbrock")
     residuals, jacobian, second_order = _rosenbrock_parts(a, b)
     return power_residual_problem(
         2,
@@ -88,8 +109,9 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Problem:
         jacobian=jacobian,
         second_order=second_order,
         constants=Constants(convex=False, notes={"all": _NONCONVEX}),
-        x0=torch.tensor([-2.0, 2.0], dtype=torch.float64),
-        name=problem_name("rosenbrock", "", {"a": a, "b": b}, {"a": 1.0, "b": 100.0}),
+        x0=start,
+        name=problem_name("rosenbrock", "", {"a": a, "b": b, "x0": _point_label(start)},
+                          {"a": 1.0, "b": 100.0, "x0": "(-2,2)"}),
         f_star=0.0,
         x_star=lambda: torch.tensor([a, a * a], dtype=torch.float64),
     )
@@ -116,16 +138,20 @@ def rosenbrock_nle(p: float = 5) -> Problem:
     )
 
 
-def chebyshev_rosenbrock(n: int = 10, p: float = 2) -> Problem:
-    """Chebyshev-Rosenbrock chain ``(1/p) ||u||^p`` in dimension ``n``; ``x_star = 1``, ``f_star = 0``.
+def chebyshev_rosenbrock(n: int = 10, p: float = 2, *, scale: float = 1.0) -> Problem:
+    """Chebyshev-Rosenbrock chain ``(scale/p) ||u||^p`` in dimension ``n``; ``x_star = 1``, ``f_star = 0``.
 
-    ``u_1 = (1 - x_1)/2``, ``u_i = x_i - (2 x_{i-1}^2 - 1)``; for ``p = 2``, ``outer(u) = ||u||^2 / 2``.
-    ``x0 = (-1, 1, ..., 1)``. Curvatures ``"gauss-newton"``/``"gn-fisher"`` (the GGN) and, for
-    ``p > 2``, ``"fisher"``.
+    ``u_1 = (1 - x_1)/2``, ``u_i = x_i - (2 x_{i-1}^2 - 1)``; for ``p = 2``, ``outer(u) = scale ||u||^2 / 2``.
+    ``scale = 2`` with ``p = 2`` gives Nesterov's form ``(x_1 - 1)^2/4 + sum_i (x_{i+1} - 2 x_i^2 + 1)^2``
+    (used by the theorem checks). ``x0 = (-1, 1, ..., 1)``. Curvatures ``"gauss-newton"``/``"gn-fisher"``
+    (the GGN) and, for ``p > 2``, ``"fisher"``.
     """
     n = int(n)
     if n < 2:
         raise ValueError(f"the Chebyshev-Rosenbrock chain needs n >= 2, got {n}")
+    scale = float(scale)
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"chebyshev-rosenbrock: scale must be positive and finite, got {scale}")
 
     def residuals(x: Tensor) -> Tensor:
         return torch.cat((0.5 * (1.0 - x[:1]), x[1:] - (2.0 * x[:-1] * x[:-1] - 1.0)))
@@ -147,12 +173,14 @@ def chebyshev_rosenbrock(n: int = 10, p: float = 2) -> Problem:
     return power_residual_problem(
         n,
         p=p,
+        scale=scale,
         residuals=residuals,
         jacobian=jacobian,
         second_order=second_order,
         constants=Constants(convex=False, notes={"all": _NONCONVEX}),
         x0=x0,
-        name=problem_name("chebyshev-rosenbrock", "", {"n": n, "p": p}, {"n": 10, "p": 2}),
+        name=problem_name("chebyshev-rosenbrock", "", {"n": n, "p": p, "scale": scale},
+                          {"n": 10, "p": 2, "scale": 1.0}),
         f_star=0.0,
         x_star=lambda: torch.ones(n, dtype=torch.float64),
     )

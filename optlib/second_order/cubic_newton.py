@@ -19,7 +19,7 @@ from ..linalg.cubic import CubicSubproblem
 from ..linalg.regularized import LowRank
 from ..linalg.spectral import SpectralCurvature
 from ..problem import Problem
-from ..result import OptimizeResult
+from ..result import OptimizeResult, forwards_options
 from .driver import Point, StepRule, Trial, run
 
 
@@ -55,6 +55,7 @@ class CubicRule(StepRule):
         return 2.0 * M
 
 
+@forwards_options(run, fixed=("method",))
 def cubic_newton(
     problem: Problem,
     x0: Any,

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from ..linalg.regularized import FactorizationError, LowRank, Metric, NonPSDCurvatureError, as_metric
 from ..linalg.cg import MatvecCurvature
+from ..linalg.regularized import FactorizationError, LowRank, Metric, NonPSDCurvatureError, as_metric
 from ..linalg.spectral import SpectralCurvature
 from ..problem import Problem
 from ..result import (
@@ -40,6 +40,7 @@ from ..result import (
     SUCCESS,
     OptimizeResult,
     Trace,
+    check_options,
     wrap_callback,
 )
 
@@ -232,13 +233,16 @@ def run(
     ``O(n^2)``; ``"cholesky"`` factors ``H + lam B`` per trial; ``"cg"`` never forms a matrix:
     it solves by conjugate gradients on Hessian-vector products (with ``hessian="exact"``) or on
     products with the chosen curvature (:class:`~optlib.linalg.MatvecCurvature`).
+
+    ``gtol``, ``maxiter``, ``max_inner`` and ``hessian_every`` are checked by
+    :func:`optlib.result.check_options` (the check least squares uses too): a negative or NaN
+    ``gtol``, a ``maxiter`` that is not an integer ``>= 0`` (``2.5``, ``"10"``, ``True``) or a
+    ``max_inner < 1`` raises a ``ValueError`` naming the option and the value.
     """
-    if maxiter < 0 or max_inner < 1:
-        raise ValueError(f"maxiter must be >= 0 and max_inner >= 1, got {maxiter} and {max_inner}")
     if hessian_every == "dimension":
         hessian_every = problem.check_x(x0, "x0").shape[0]
-    if isinstance(hessian_every, str) or int(hessian_every) != hessian_every or hessian_every < 1:
-        raise ValueError(f"hessian_every must be a positive integer, got {hessian_every}")
+    checked = check_options(gtol=gtol, maxiter=maxiter, max_inner=max_inner, hessian_every=hessian_every)
+    gtol, maxiter, max_inner, hessian_every = (checked[k] for k in ("gtol", "maxiter", "max_inner", "hessian_every"))
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
     if not sigma0 > 0:

@@ -26,7 +26,7 @@ import torch
 
 from ..linalg.regularized import regularized_newton_step
 from ..problem import Problem
-from ..result import OptimizeResult
+from ..result import OptimizeResult, forwards_options
 from .driver import Point, StepRule, Trial, run
 
 
@@ -51,6 +51,7 @@ class GradNormRule(StepRule):
         return 0.5 * gamma
 
 
+@forwards_options(run, fixed=("method",))
 def grad_norm_newton(
     problem: Problem,
     x0: Any,
@@ -89,6 +90,7 @@ def grad_norm_newton(
                method="grad-norm-newton", **options)
 
 
+@forwards_options(grad_norm_newton, fixed=("hessian",))
 def normalized_gradient(problem: Problem, x0: Any, **options: Any) -> OptimizeResult:
     """The adaptive normalized gradient method: :func:`grad_norm_newton` with ``H = 0``."""
     res = grad_norm_newton(problem, x0, hessian=None, **options)

@@ -25,7 +25,7 @@ import torch
 
 from ..linalg.regularized import regularized_newton_step
 from ..problem import Problem
-from ..result import OptimizeResult
+from ..result import OptimizeResult, forwards_options
 from .driver import Point, StepRule, Trial, run
 
 
@@ -50,6 +50,7 @@ class MishchenkoRule(StepRule):
         return 2.0 * H
 
 
+@forwards_options(run, fixed=("method",))
 def regularized_newton(
     problem: Problem,
     x0: Any,

@@ -17,7 +17,7 @@ import torch
 
 from ..linalg.regularized import regularized_newton_step
 from ..problem import Problem
-from ..result import OptimizeResult
+from ..result import OptimizeResult, forwards_options
 from .driver import Point, StepRule, Trial, run
 
 
@@ -42,6 +42,7 @@ class SuperUniversalRule(StepRule):
         return 4.0 * H
 
 
+@forwards_options(run, fixed=("method",))
 def super_newton(
     problem: Problem,
     x0: Any,

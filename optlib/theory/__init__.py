@@ -2,11 +2,19 @@
 
 A check takes a run (an :class:`~optlib.OptimizeResult` or its trace) and the constants of the
 statement and returns a :class:`TheoremCheck` ``(name, statement, source, measured, bound, holds,
-slack, details)``. :func:`theorem_table` runs every statement on its standard problem
-(:mod:`optlib.theory.standard`).
+slack, details)``. The package measures runs and checks bounds; every problem it runs on comes from
+:mod:`optlib.problems`.
+
+Modules, each importing only those above it:
+
+* :mod:`optlib.theory.common` - :class:`TheoremCheck`, trace access, line fits;
+* :mod:`optlib.theory.regularized_newton` - the checkers of the gradient-regularized Newton family;
+* :mod:`optlib.theory.drop_muon` - the Drop-Muon checkers and :func:`~optlib.theory.drop_muon.drop_muon_table`;
+* :mod:`optlib.theory.table` - :func:`theorem_table` (every regularized-Newton statement on its problems)
+  and :func:`format_table`; ``python -m optlib.theory [--full]`` prints it.
 """
 
-from . import dropmuon, standard
+from . import drop_muon
 from .common import TheoremCheck, fit_line
 from .regularized_newton import (
     TrialRecorder,
@@ -22,20 +30,12 @@ from .regularized_newton import (
     normalized_gradient_reference,
     search_overhead,
     step_within_radius,
-    theorem_table,
 )
-
-
-def format_table(checks: list[TheoremCheck]) -> str:
-    """The checks as a plain-text "measured vs bound" table."""
-    from ._table import format_table as _fmt
-
-    return _fmt(checks)
-
+from .table import format_table, theorem_table
 
 __all__ = [
     "TheoremCheck",
-    "dropmuon",
+    "drop_muon",
     "TrialRecorder",
     "acceptance_invariant",
     "collect_iterates",
@@ -50,7 +50,6 @@ __all__ = [
     "nonconvex_grad_rate",
     "normalized_gradient_reference",
     "search_overhead",
-    "standard",
     "step_within_radius",
     "theorem_table",
 ]

@@ -23,8 +23,9 @@ the initial ``gamma``; record ``k >= 1`` describes the accepted step ``x_{k-1} -
 ``gamma`` = the radius *after* the search update (so ``gamma`` of the accepted trial is
 ``||g_{k-1}||_* / lam``), ``step_norm``, ``trials``, ``verified``.
 
-:func:`theorem_table` runs every statement on its standard problem (from
-:mod:`optlib.theory.standard`) and returns the list of checks; ``scale.report`` prints it.
+This module only measures runs and checks bounds: it builds no problems and runs no optimizer.
+:func:`optlib.theory.table.theorem_table` runs every statement on its problems (all from
+:mod:`optlib.problems`) and returns the list of checks; ``scale.report`` prints it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ __all__ = [
     "normalized_gradient_reference",
     "collect_iterates",
     "cubic_subproblem",
-    "theorem_table",
 ]
 
 
@@ -784,18 +784,3 @@ def cubic_subproblem(
             "M": M,
         },
     )
-
-
-# =============================================================================================
-# The table
-# =============================================================================================
-def theorem_table(quick: bool = True) -> list[TheoremCheck]:
-    """Run every statement on its standard problem; return the checks (the report's "measured vs bound").
-
-    ``quick=True`` keeps the whole table well under a minute on two cores; ``quick=False`` adds
-    seeds and problems. Problems come from :mod:`optlib.theory.standard` (exact constants,
-    closed-form or independently certified optima).
-    """
-    from ._table import build_table
-
-    return build_table(quick=quick)

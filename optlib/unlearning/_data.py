@@ -20,7 +20,7 @@ a callable ``fn(output, targets) -> scalar``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from torch import nn
 
 Tensor = torch.Tensor
 Batch = tuple[Tensor, Tensor]
-LossSpec = Union[str, Callable[[Tensor, Tensor], Tensor]]
+LossSpec = str | Callable[[Tensor, Tensor], Tensor]
 
 LOSSES = ("cross_entropy",)
 IGNORE_INDEX = -1

@@ -35,7 +35,7 @@ class UnlearningDelta:
         ``grad_norm``, ``step_norm`` (:math:`\lVert\eta\delta\rVert`), ``model_kl`` (the damped quadratic model
         :math:`\tfrac12\eta^2\delta^\top(G+\lambda I)\delta = \tfrac12\eta^2 g^\top\delta`), ``time``.
     method : str
-        ``"kfade"``, ``"gradient_ascent"`` or ``"newton"``.
+        ``"kfade"``, ``"gradient-ascent"`` or ``"newton"``.
     info : dict
         The run's settings (budget or lr, damping, steps, curvature description, counts).
     """

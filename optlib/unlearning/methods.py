@@ -72,6 +72,7 @@ Tikhonov :math:`\lambda`, or an :class:`optlib.curvature.Damping`.
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -80,6 +81,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..curvature.damping import as_damping
+from ..curvature.operators import DenseCurvature
 from ..linalg.regularized import NonPSDCurvatureError
 from ..result import Trace
 from ._data import (
@@ -97,7 +100,7 @@ from .metrics import kl_to_reference, reference_log_probs
 
 Tensor = torch.Tensor
 
-METHODS = ("kfade", "gradient_ascent", "newton")
+METHODS = ("kfade", "gradient-ascent", "newton")  # hyphenated, as optlib.methods() spells names
 """The method names :func:`unlearn` dispatches on."""
 
 
@@ -105,7 +108,6 @@ METHODS = ("kfade", "gradient_ascent", "newton")
 def _curvature_operator(curvature: Any, *, psd: bool) -> Any:
     """An :mod:`optlib.curvature` operator for ``curvature``: a dense matrix is wrapped in ``DenseCurvature``
     (checked to be symmetric, and positive semidefinite when ``psd``)."""
-    from ..curvature.operators import DenseCurvature
 
     if isinstance(curvature, Tensor):
         if curvature.ndim != 2 or curvature.shape[0] != curvature.shape[1]:
@@ -124,7 +126,6 @@ def _curvature_operator(curvature: Any, *, psd: bool) -> Any:
 
 def _operator_names(op: Any) -> list[str] | None:
     """The parameter names an operator covers, or ``None`` for a flat dense one."""
-    from ..curvature.operators import DenseCurvature
 
     if isinstance(op, DenseCurvature):
         return None
@@ -147,7 +148,6 @@ def _params_for(op: Any, params: Iterable[str] | None) -> list[str] | None:
 def _solve(op: Any, g: Tensor, damping: Any) -> Tensor:
     """``op.solve(g, damping)`` in the operator's dtype and device, returned in ``g``'s; the gradient goes along
     for ``"grad_norm"`` damping."""
-    from ..curvature.damping import as_damping
 
     v = g.to(dtype=op.dtype, device=op.device)
     if as_damping(damping).mode == "grad_norm":
@@ -303,7 +303,6 @@ class KFADE(Unlearner):
     loss, params
         As in :class:`Unlearner`.
     """
-
     method = "kfade"
 
     def __init__(self, model: nn.Module, retain_curvature: Any, *, kl_budget: float | None = None,
@@ -327,8 +326,6 @@ class KFADE(Unlearner):
         self._check_damping()
 
     def _check_damping(self) -> None:
-        from ..curvature.damping import as_damping
-
         as_damping(self.damping)  # raises on an unknown mode or a negative value
 
     def direction(self, g: Tensor) -> Tensor:
@@ -349,7 +346,7 @@ class KFADE(Unlearner):
 class GradientAscent(Unlearner):
     r"""Gradient ascent on the forget loss: :math:`\theta_{t+1} = \theta_t + \eta\nabla L_f(\theta_t)`."""
 
-    method = "gradient_ascent"
+    method = "gradient-ascent"
 
     def __init__(self, model: nn.Module, *, lr: float, loss: LossSpec = "cross_entropy",
                  params: Iterable[str] | None = None) -> None:
@@ -482,20 +479,22 @@ def newton_unlearning(model: nn.Module, forget_data: Any, retain_hessian: Any, *
 
 
 def unlearn(method: str, model: nn.Module, forget_data: Any, **kwargs: Any) -> UnlearningDelta:
-    """Dispatch by name: ``"kfade"`` (:func:`kfade`, needs ``retain_curvature``), ``"gradient_ascent"``
+    """Dispatch by name: ``"kfade"`` (:func:`kfade`, needs ``retain_curvature``), ``"gradient-ascent"``
     (:func:`gradient_ascent`) or ``"newton"`` (:func:`newton_unlearning`, needs ``retain_hessian`` and
     ``n_retain``)."""
     if method == "kfade":
         if "retain_curvature" not in kwargs:
             raise ValueError("method 'kfade' needs retain_curvature=")
         return kfade(model, forget_data, kwargs.pop("retain_curvature"), **kwargs)
-    if method == "gradient_ascent":
+    if method == "gradient-ascent":
         return gradient_ascent(model, forget_data, **kwargs)
     if method == "newton":
         if "retain_hessian" not in kwargs:
             raise ValueError("method 'newton' needs retain_hessian=")
         return newton_unlearning(model, forget_data, kwargs.pop("retain_hessian"), **kwargs)
-    raise ValueError(f"unknown unlearning method {method!r}; known: {', '.join(METHODS)}")
+    close = difflib.get_close_matches(str(method), METHODS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown unlearning method {method!r}{hint}; known: {', '.join(METHODS)}")
 
 
 __all__ = ["METHODS", "GradientAscent", "KFADE", "NewtonUnlearning", "Unlearner", "gradient_ascent", "kfade",

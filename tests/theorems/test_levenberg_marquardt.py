@@ -240,7 +240,7 @@ def test_accepted_steps_decrease_the_cost_and_the_gain_ratio_is_the_true_one(nam
     assert mismatch <= 1e-6
 
 
-def test_wrong_sign_gain_ratio_would_fail_the_check():
+def test_gain_ratio_check_would_catch_wrong_sign():
     """Would catch: rho = -ared/pred accepts the steps that increase F."""
     p = load_nist("Misra1a")
     decreasing, mismatch, nsteps = _gain_ratio_check(p.residuals, p.jacobian, p.start(1),

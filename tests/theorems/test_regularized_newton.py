@@ -3,14 +3,14 @@
 Each statement has a test that asserts it through :mod:`optlib.theory` with the theorem's
 constants, and a "would catch" twin: a deliberately wrong variant of the method (a subclass of the
 rules in :mod:`optlib.second_order`, run through the same driver) must make the same check fail.
-Reference optima (``f*``, ``x*``) are closed forms or independent numpy solves
-(:mod:`optlib.theory.standard`, :mod:`optlib.problems`), never outputs of the code under test.
+Every problem comes from :mod:`optlib.problems` (the statements' instances are chosen in
+:mod:`optlib.theory.table`); reference optima (``f*``, ``x*``) are closed forms or independent numpy
+solves, never outputs of the code under test.
 Everything runs in float64.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optlib.linalg import CubicSubproblem, LowRank, Metric, regularized_newton_step
+from optlib.problems import cubic_lipschitz, logistic_regression, lse_cubic, pseudo_huber, rosenbrock_nle
 from optlib.second_order import grad_norm_newton, regularized_newton
 from optlib.second_order.driver import Point, Trial, run
 from optlib.second_order.grad_norm_newton import GradNormRule
@@ -36,10 +37,19 @@ from optlib.theory import (
     nonconvex_grad_rate,
     normalized_gradient_reference,
     search_overhead,
-    standard,
     step_within_radius,
 )
-from optlib.theory._table import GAMMA_MIN, SWEEP_CONDS, SWEEP_REG, cubic_cases, quadratic_problem, sqrtm_spd
+from optlib.theory.table import (
+    GAMMA_MIN,
+    SWEEP_CONDS,
+    SWEEP_REG,
+    chebyshev_instance,
+    cubic_cases,
+    logistic_instance,
+    metric_and_transformed,
+    quadratic_instance,
+    rosenbrock_instance,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Deliberately wrong variants (each differs from GradNormRule in one place)
@@ -141,11 +151,6 @@ def rule_run(problem, rule, gamma0: float = 1.0, **options):
     return run(problem, problem.x0, rule, gamma0, method=type(rule).__name__, **options)
 
 
-def library():
-    """optlib.problems (certified optima, its own derived constants)."""
-    return importlib.import_module("optlib.problems")
-
-
 def distance_to_optimum(problem) -> float:
     return float(torch.linalg.vector_norm(problem.x0 - problem.x_star))
 
@@ -154,10 +159,10 @@ def distance_to_optimum(problem) -> float:
 # 1. Acceptance invariant
 # ------------------------------------------------------------------------------------------------
 INVARIANT_PROBLEMS = [
-    pytest.param(lambda: (standard.rosenbrock(), "exact"), id="rosenbrock"),
-    pytest.param(lambda: (standard.chebyshev_rosenbrock(3), "exact"), id="chebyshev-rosenbrock-3"),
-    pytest.param(lambda: (standard.logistic(cond=100.0, reg=SWEEP_REG), "bohning"), id="logistic-bohning"),
-    pytest.param(lambda: (standard.pseudo_huber(), "exact"), id="pseudo-huber"),
+    pytest.param(lambda: (rosenbrock_instance(), "exact"), id="rosenbrock"),
+    pytest.param(lambda: (chebyshev_instance(3), "exact"), id="chebyshev-rosenbrock-3"),
+    pytest.param(lambda: (logistic_instance(100.0, SWEEP_REG), "bohning"), id="logistic-bohning"),
+    pytest.param(lambda: (pseudo_huber(), "exact"), id="pseudo-huber"),
 ]
 
 
@@ -177,9 +182,9 @@ def test_acceptance_invariant(make):
     assert check.details["n_verified"] == res.nit and check.details["n_verified"] >= 5
 
 
-def test_acceptance_invariant_catches_loose_acceptance():
+def test_acceptance_invariant_would_catch_loose_acceptance():
     """Would catch: the acceptance constant 1/80 lets through steps that violate the 1/8 inequality."""
-    problem = standard.rosenbrock()
+    problem = rosenbrock_instance()
     res = rule_run(problem, LooseAcceptance(GAMMA_MIN), maxiter=2000, gtol=1e-9)
     check = acceptance_invariant(res, problem.f_star)
     assert not check.holds
@@ -191,7 +196,7 @@ def test_acceptance_invariant_excludes_unverified_steps():
     """Unverified steps are counted, not checked. A fixed-radius run (adaptive=False) takes every
     step and flags those that fail the acceptance test; with an uphill sign all five are flagged,
     nothing is left to check, and a run with no verified step does not count as holding."""
-    problem = standard.rosenbrock()
+    problem = rosenbrock_instance()
     res = rule_run(problem, WrongSign(GAMMA_MIN), adaptive=False, maxiter=5, gtol=0.0)
     check = acceptance_invariant(res, problem.f_star)
     assert check.details["n_unverified"] == 5 and check.details["n_verified"] == 0
@@ -202,10 +207,10 @@ def test_acceptance_invariant_excludes_unverified_steps():
 # 1.1 Step length <= radius
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make", [
-    pytest.param(lambda: (standard.logistic(cond=100.0, reg=SWEEP_REG), "exact"), id="logistic-exact"),
-    pytest.param(lambda: (standard.logistic(cond=100.0, reg=SWEEP_REG), "bohning"), id="logistic-bohning"),
-    pytest.param(lambda: (standard.pseudo_huber(), "exact"), id="pseudo-huber"),
-    pytest.param(lambda: (standard.lse_cubic(), "exact"), id="lse-cubic"),
+    pytest.param(lambda: (logistic_instance(100.0, SWEEP_REG), "exact"), id="logistic-exact"),
+    pytest.param(lambda: (logistic_instance(100.0, SWEEP_REG), "bohning"), id="logistic-bohning"),
+    pytest.param(lambda: (pseudo_huber(), "exact"), id="pseudo-huber"),
+    pytest.param(lambda: (lse_cubic(), "exact"), id="lse-cubic"),
 ])
 def test_step_within_radius_every_trial(make):
     """Statement 1.1 (spec 95 §1.1): ||x+ - x|| <= gamma_k for every trial (accepted or not), because
@@ -220,9 +225,9 @@ def test_step_within_radius_every_trial(make):
     assert step_within_radius(res).holds
 
 
-def test_step_within_radius_catches_under_regularized_solve():
+def test_step_within_radius_would_catch_under_regularized_solve():
     """Would catch: solving with lambda/100 makes steps up to 100x longer than the radius."""
-    problem = standard.logistic(cond=100.0, reg=SWEEP_REG)
+    problem = logistic_instance(100.0, SWEEP_REG)
     rec = TrialRecorder(UnderRegularizedSolve(GAMMA_MIN))
     rule_run(problem, rec, hessian="bohning", maxiter=20, gtol=1e-9)
     check = step_within_radius(rec)
@@ -290,9 +295,9 @@ def test_search_overhead(make):
     assert trace_check.holds or check.details["exhausted"]
 
 
-def test_search_overhead_catches_never_halving():
+def test_search_overhead_would_catch_never_halving():
     """Would catch: a search that never halves gamma retries the same rejected step until it is exhausted."""
-    problem = standard.rosenbrock()
+    problem = rosenbrock_instance()
     rec = TrialRecorder(NeverHalves(GAMMA_MIN))
     res = rule_run(problem, rec, maxiter=200, gtol=1e-9)
     check = search_overhead(res, trials=rec, gamma_min=GAMMA_MIN)
@@ -300,9 +305,9 @@ def test_search_overhead_catches_never_halving():
     assert check.measured > check.bound + 10
 
 
-def test_search_overhead_catches_quadrupling():
+def test_search_overhead_would_catch_quadrupling():
     """Would catch: growing gamma 4x per success (visible in the trace alone)."""
-    problem = standard.rosenbrock()
+    problem = rosenbrock_instance()
     res = rule_run(problem, QuadruplesOnSuccess(GAMMA_MIN), maxiter=200, gtol=1e-9)
     check = search_overhead(res, gamma_min=GAMMA_MIN)
     assert not check.holds, check
@@ -320,7 +325,7 @@ def test_linear_rate_bohning(seed):
     Measured: least-squares fit of log(f_k - f*) on the last half of the iterations above 1e-12;
     assert r^2 > 0.99 and slope < 0. f* from an independent numpy Newton solve (certified error
     ||g||^2/(2 reg) < 1e-20)."""
-    problem = standard.logistic(cond=100.0, reg=SWEEP_REG, seed=seed)
+    problem = logistic_instance(100.0, SWEEP_REG, seed)
     res = grad_norm_newton(problem, problem.x0, hessian="bohning", maxiter=5000, gtol=0.0,
                            f_target=problem.f_star + 1e-13)
     assert res.success
@@ -328,10 +333,10 @@ def test_linear_rate_bohning(seed):
     assert check.holds, check
 
 
-def test_linear_rate_catches_frozen_radius():
+def test_linear_rate_would_catch_frozen_radius():
     """Would catch: the normalized-gradient step with the radius frozen at gamma = 1 (no search,
     H = 0) stalls at a fixed distance from x*, so log(f_k - f*) is not linear (r^2 collapses)."""
-    problem = standard.logistic(cond=100.0, reg=SWEEP_REG)
+    problem = logistic_instance(100.0, SWEEP_REG)
     res = grad_norm_newton(problem, problem.x0, hessian=None, gamma0=1.0, adaptive=False, maxiter=2000, gtol=0.0)
     check = linear_rate(res, problem.f_star)
     assert not check.holds, check
@@ -340,7 +345,7 @@ def test_linear_rate_catches_frozen_radius():
 def _sweep(hessian, maxiter: int):
     counts, reached = [], []
     for cond in SWEEP_CONDS:
-        p = standard.logistic(cond=cond, reg=SWEEP_REG)
+        p = logistic_instance(cond, SWEEP_REG)
         res = grad_norm_newton(p, p.x0, hessian=hessian, maxiter=maxiter, gtol=0.0, f_target=p.f_star + 1e-8)
         counts.append(res.nit)
         reached.append(res.success)
@@ -354,7 +359,7 @@ def test_condition_sweep_bohning():
     assert check.holds, check
 
 
-def test_condition_sweep_catches_first_order():
+def test_condition_sweep_would_catch_first_order():
     """Would catch: without the curvature (H = 0, the adaptive normalized gradient method) the
     count grows like a power of cond, e >> 1."""
     check = _sweep(None, 20000)
@@ -366,11 +371,11 @@ def test_condition_sweep_catches_first_order():
 # 4. O(1/k^2), convex, Lipschitz Hessian
 # ------------------------------------------------------------------------------------------------
 K2_PROBLEMS = [
-    pytest.param(lambda: standard.pseudo_huber(), id="pseudo-huber"),
-    pytest.param(lambda: standard.pseudo_huber(n=16, t0=3.0, seed=1), id="pseudo-huber-16"),
-    pytest.param(lambda: standard.lse_cubic(), id="lse-cubic"),
-    pytest.param(lambda: standard.lse_cubic(c=0.0, scale=3.0, seed=1), id="lse-only"),
-    pytest.param(lambda: library().cubic_lipschitz(), id="problems.cubic_lipschitz"),
+    pytest.param(lambda: pseudo_huber(), id="pseudo-huber"),
+    pytest.param(lambda: pseudo_huber(n=16, t0=3.0, seed=1), id="pseudo-huber-16"),
+    pytest.param(lambda: lse_cubic(), id="lse-cubic"),
+    pytest.param(lambda: lse_cubic(c=0.0, scale=3.0, seed=1), id="lse-only"),
+    pytest.param(lambda: cubic_lipschitz(), id="problems.cubic_lipschitz"),
 ]
 
 
@@ -394,11 +399,11 @@ def test_k2_rate(make, method):
     assert res.trace[-1]["f"] - problem.f_star < 1e-6  # it converged, so the max is over a full run
 
 
-def test_k2_rate_catches_underestimated_H():
+def test_k2_rate_would_catch_underestimated_H():
     """Would catch: Mishchenko's method with fixed H = L2/1000 under-regularizes; on pseudo-Huber
     terms the nearly undamped Newton steps overshoot and cycle, and k^2 (f_k - f*) blows through
     the bound."""
-    problem = standard.pseudo_huber()
+    problem = pseudo_huber()
     L2, D = problem.constants.L2, distance_to_optimum(problem)
     res = regularized_newton(problem, problem.x0, H=L2 / 1000.0, adaptive=False, maxiter=100, gtol=1e-10)
     check = k2_rate(res, problem.f_star, L2, D)
@@ -409,10 +414,10 @@ def test_k2_rate_catches_underestimated_H():
 # 5. Non-convex gradient-norm rate
 # ------------------------------------------------------------------------------------------------
 NONCONVEX_PROBLEMS = [
-    pytest.param(lambda: standard.rosenbrock(), id="rosenbrock"),
-    pytest.param(lambda: standard.rosenbrock(x0=(-2.0, 2.0)), id="rosenbrock-far"),
-    pytest.param(lambda: standard.chebyshev_rosenbrock(3), id="chebyshev-rosenbrock-3"),
-    pytest.param(lambda: library().rosenbrock_nle(), id="problems.rosenbrock_nle"),
+    pytest.param(lambda: rosenbrock_instance(), id="rosenbrock"),
+    pytest.param(lambda: rosenbrock_instance(x0=(-2.0, 2.0)), id="rosenbrock-far"),
+    pytest.param(lambda: chebyshev_instance(3), id="chebyshev-rosenbrock-3"),
+    pytest.param(lambda: rosenbrock_nle(), id="problems.rosenbrock_nle"),
 ]
 
 
@@ -428,10 +433,10 @@ def test_nonconvex_grad_rate(make):
     assert check.holds, check
 
 
-def test_nonconvex_grad_rate_catches_frozen_growth():
+def test_nonconvex_grad_rate_would_catch_frozen_growth():
     """Would catch: a search that never doubles gamma, started at gamma_0 = 1e-3, creeps with steps
     of length <= 1e-3 and its best gradient norm stops improving: slope ~ 2/3 > 0.05."""
-    problem = standard.rosenbrock()
+    problem = rosenbrock_instance()
     res = rule_run(problem, NeverGrows(GAMMA_MIN), gamma0=1e-3, maxiter=600, gtol=1e-10)
     check = nonconvex_grad_rate(res)
     assert not check.holds and check.measured > 0.3, check
@@ -449,7 +454,7 @@ def test_local_superlinear(seed, adaptive, gamma0):
     f - f* reaches 1e-14 (raised to 10 * noise / 1e-2 where one f evaluation's roundoff, 8 ulp of
     f*, would make smaller gaps unresolvable). Problem: logistic regression, reg 1e-3, cond 10;
     f* from an independent numpy Newton solve."""
-    problem = standard.logistic(cond=10.0, reg=1e-3, seed=seed)
+    problem = logistic_instance(10.0, 1e-3, seed)
     res = grad_norm_newton(problem, problem.x0, gamma0=gamma0, adaptive=adaptive, maxiter=200, gtol=1e-15)
     check = local_superlinear(res, problem.f_star)
     assert check.holds, check
@@ -457,16 +462,16 @@ def test_local_superlinear(seed, adaptive, gamma0):
 
 def test_local_superlinear_library_logistic():
     """Statement 6 on a real data set (optlib.problems, breast cancer, its default regularization)."""
-    problem = library().logistic_regression("breast_cancer")
+    problem = logistic_regression("breast_cancer")
     res = grad_norm_newton(problem, problem.x0, maxiter=200, gtol=0.0, f_target=problem.f_star + 1e-15)
     check = local_superlinear(res, problem.f_star)
     assert check.holds, check
 
 
-def test_local_superlinear_catches_stale_gradient_norm():
+def test_local_superlinear_would_catch_stale_gradient_norm():
     """Would catch: lambda = ||g_0||/gamma (the gradient-norm factor frozen at x0) does not vanish at
     the solution, so the rate is only linear (same fixed gamma = 10 as the passing run)."""
-    problem = standard.logistic(cond=10.0, reg=1e-3)
+    problem = logistic_instance(10.0, 1e-3)
     res = rule_run(problem, StaleGradientNorm(GAMMA_MIN), gamma0=10.0, adaptive=False, maxiter=400, gtol=1e-15)
     check = local_superlinear(res, problem.f_star)
     assert check.details["reached_floor"]
@@ -479,7 +484,8 @@ def test_local_superlinear_catches_stale_gradient_norm():
 def _normalized_gradient_run(problem, rule, gamma: float, steps: int):
     cb, xs = collect_iterates()
     run(problem, problem.x0, rule, gamma, hessian=None, adaptive=False, maxiter=steps, gtol=0.0, callback=cb)
-    ref = normalized_gradient_reference(lambda x: problem.Q @ x - problem.c, problem.x0.numpy(), gamma, steps)
+    A, b = problem.data["A"], problem.data["b"]
+    ref = normalized_gradient_reference(lambda x: A @ x - b, problem.x0.numpy(), gamma, steps)
     return iterates_match("7a H = 0 is the normalized gradient method", xs, ref)
 
 
@@ -487,14 +493,14 @@ def _normalized_gradient_run(problem, rule, gamma: float, steps: int):
 def test_equivalence_normalized_gradient(seed):
     """Statement 7a (spec 10 §5.7, derived): with H = 0 the step is x - (gamma/||g||) g; ten
     fixed-radius steps match the numpy recursion on the closed-form gradient Qx - c to 1e-10."""
-    problem = standard.quadratic(seed=seed)
+    problem = quadratic_instance(seed)
     check = _normalized_gradient_run(problem, GradNormRule(GAMMA_MIN, needs_curvature=False), 0.5, 10)
     assert check.holds, check
 
 
-def test_equivalence_normalized_gradient_catches_wrong_sign():
+def test_equivalence_normalized_gradient_would_catch_wrong_sign():
     """Would catch: an uphill sign."""
-    problem = standard.quadratic()
+    problem = quadratic_instance()
     check = _normalized_gradient_run(problem, WrongSign(GAMMA_MIN, needs_curvature=False), 0.5, 10)
     assert not check.holds, check
 
@@ -502,7 +508,7 @@ def test_equivalence_normalized_gradient_catches_wrong_sign():
 def _newton_check(problem, rule):
     cb, xs = collect_iterates()
     run(problem, problem.x0, rule, 1e16, hessian="exact", adaptive=False, maxiter=1, gtol=0.0, callback=cb)
-    return iterates_match("7b tiny lambda is Newton", xs, [np.linalg.solve(problem.Q, problem.c)])
+    return iterates_match("7b tiny lambda is Newton", xs, [np.linalg.solve(problem.data["A"], problem.data["b"])])
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -510,24 +516,19 @@ def test_equivalence_newton(seed):
     """Statement 7b (derived): gamma_0 = 1e16 makes lambda = ||g||/gamma about 1e-14, so one step with the
     exact Hessian is Newton's step and lands on x* = Q^{-1} c (closed form) to 1e-10; the deviation
     is O(lambda/lambda_min(Q))."""
-    check = _newton_check(standard.quadratic(seed=seed), GradNormRule(GAMMA_MIN))
+    check = _newton_check(quadratic_instance(seed), GradNormRule(GAMMA_MIN))
     assert check.holds, check
 
 
-def test_equivalence_newton_catches_inverted_radius():
+def test_equivalence_newton_would_catch_inverted_radius():
     """Would catch: lambda = ||g|| * gamma (radius used upside down) is huge, not tiny."""
-    check = _newton_check(standard.quadratic(), InvertedRadius(GAMMA_MIN))
+    check = _newton_check(quadratic_instance(), InvertedRadius(GAMMA_MIN))
     assert not check.holds, check
 
 
 def _metric_check(rule_factory, seed: int = 0):
-    p = standard.quadratic(seed=seed)
-    Q, c, x0 = p.Q, p.c, p.x0.numpy()
-    rng = np.random.default_rng(seed + 100)
-    G = rng.normal(size=Q.shape)
-    B = G @ G.T / Q.shape[0] + 0.5 * np.eye(Q.shape[0])
-    Bh, Bmh = sqrtm_spd(B)
-    pz = quadratic_problem(Bmh @ Q @ Bmh, Bmh @ c, Bh @ x0, "quadratic in z")
+    p = quadratic_instance(seed)
+    B, Bmh, pz = metric_and_transformed(p, seed)
     cbx, xs = collect_iterates()
     run(p, p.x0, rule_factory(), 0.1, hessian="exact", B=torch.tensor(B), maxiter=30, gtol=1e-9, callback=cbx)
     cbz, zs = collect_iterates()
@@ -545,7 +546,7 @@ def test_equivalence_metric(seed):
     assert check.details["steps"] >= 5
 
 
-def test_equivalence_metric_catches_ignored_metric():
+def test_equivalence_metric_would_catch_ignored_metric():
     """Would catch: a solver that regularizes with lambda I instead of lambda B."""
     check = _metric_check(lambda: IgnoresMetric(GAMMA_MIN))
     assert not check.holds, check
@@ -570,7 +571,7 @@ def test_cubic_subproblem(case):
 
 
 @pytest.mark.parametrize("case", cubic_cases(0), ids=lambda case: case[0] if isinstance(case, tuple) else "")
-def test_cubic_subproblem_catches_wrong_constant(case):
+def test_cubic_subproblem_would_catch_wrong_constant(case):
     """Would catch: a solver with (M/3)||d|| in place of (M/2)||d||."""
     label, A, g, M, B = case
     metric = Metric(B)

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import torch
 
-from optlib.unlearning import KFADE, NewtonUnlearning, newton_unlearning
+from optlib.unlearning import KFADE, NewtonUnlearning
 
 # ------------------------------------------------------------------------------------------------
 # Deliberately wrong variants (each differs from the method in one place)

@@ -1,6 +1,6 @@
 """Proofs as tests for Drop-Muon (spec 20 §5 T1-T6 and Parity (d)).
 
-Every bound is derived in :mod:`optlib.theory.dropmuon` (the paper's constants are not known, spec 95 §2);
+Every bound is derived in :mod:`optlib.theory.drop_muon` (the paper's constants are not known, spec 95 §2);
 each check's ``source`` says so. Each statement has a "would catch" twin: a deliberately wrong variant of
 the optimizer (a subclass of :class:`optlib.optim.DropMuon` differing in one place) or of the prediction
 must make the same check fail. float64 throughout.
@@ -16,7 +16,7 @@ import torch
 
 from optlib.optim.drop_muon import DropMuon
 from optlib.problems.layered import exponential_blocks, layered_quadratic, log_sum_exp_blocks
-from optlib.theory.dropmuon import (
+from optlib.theory.drop_muon import (
     cost_model_contraction,
     cost_tradeoff,
     deep_linear_rate,

@@ -1,13 +1,15 @@
 """GGN-vector products against curvlinops, and the K-FAC optimizer's step overhead against SGD.
 
-``python -m scale.curvature_bench`` measures, in one process and on the same model and batch:
+``python -m scale.bench.curvature`` measures, in one process and on the same model and batch:
 
 * **GGN-vector product time**: ``optlib.curvature.GGN(model, CrossEntropyLoss(), params, [(X, y)]) @ v``
   against curvlinops' ``GGNLinearOperator`` (``pip install curvlinops-for-pytorch``) on an MLP (default
-  784-256-256-10, batch 128, float32, as in the MNIST setting of the K-FAC papers). Both multiply the same
-  flat vector; both compute Jᵀ(∇²_z ℓ)J v by a forward-mode JVP, the output-space Hessian and a VJP (spec
-  50 §2). The two are interleaved call by call (order alternating) after a warm-up, and the headline is the
-  ratio of medians optlib / curvlinops (below 1: optlib is faster).
+  784-256-256-10, batch 128, float32, as in the MNIST setting of the K-FAC papers: Martens & Grosse 2015,
+  "Optimizing neural networks with Kronecker-factored approximate curvature"). Both multiply the same flat
+  vector; both compute Jᵀ(∇²_z ℓ)J v by a forward-mode JVP, the output-space Hessian and a VJP (Schraudolph
+  2002, "Fast curvature matrix-vector products for second-order gradient descent"; spec 50 §2). The two are
+  interleaved call by call (order alternating) after a warm-up, and the headline is the ratio of medians
+  optlib / curvlinops (below 1: optlib is faster).
 * **K-FAC step overhead**: one training step (forward, cross-entropy, backward, optimizer step) with
   ``optlib.optim.KFAC`` (true Fisher by sampling, factors every step, eigendecompositions every
   ``--inv-update-freq`` steps) against ``torch.optim.SGD`` on the same model and batch, interleaved; the ratio
@@ -20,49 +22,75 @@ with the load average. Writes ``OUT/curvature_bench.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
-import sys
+import textwrap
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .compare import provenance
+from optlib.curvature import GGN
+from optlib.optim.kfac import KFAC
+from scale.cli import Command, config_to_dict, option
+
+from .common import (
+    ReportContext,
+    SectionResult,
+    fmt_num,
+    fmt_time,
+    md_table,
+    provenance,
+    register_section,
+    save_json,
+    thread_limit,
+)
 
 JSON_NAME = "curvature_bench.json"
+DTYPES = ("float32", "float64")
+# Config fields that say where and how a run reports, not what it measures (left out of the JSON's config).
+_RUN_ONLY = ("out",)
 
 
 @dataclass
 class Config:
-    """Everything a run depends on (recorded in the JSON)."""
+    """The model, batch and timing settings of one run (recorded in the JSON)."""
 
-    widths: Sequence[int] = (784, 256, 256, 10)
-    batch_size: int = 128
-    dtype: str = "float32"
-    repeats: int = 15
-    warmup: int = 3
-    kfac_steps: int = 20
-    inv_update_freq: int = 10
-    threads: int = 1
-    seed: int = 0
+    widths: tuple[int, ...] = option((784, 256, 256, 10), "layer widths of the MLP (input ... output)")
+    batch_size: int = option(128, "batch size")
+    dtype: str = option("float32", "model and data dtype", choices=DTYPES)
+    repeats: int = option(15, "timed GGN-vector products per implementation")
+    warmup: int = option(3, "untimed calls (products and training steps) before timing")
+    kfac_steps: int = option(20, "timed training steps per optimizer")
+    inv_update_freq: int = option(10, "K-FAC steps between eigendecompositions of the factors")
+    threads: int = option(1, "torch threads (0 keeps torch's choice)")
+    seed: int = option(0, "seed of the model and the batch")
+    out: Path = option(Path("reports/curvature"), f"output folder for {JSON_NAME} (created if missing)")
 
     def validate(self) -> None:
         if len(self.widths) < 2 or any(w < 1 for w in self.widths):
-            raise ValueError("--widths needs at least two positive layer widths")
-        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0 or self.kfac_steps < 1:
-            raise ValueError("--batch-size, --repeats and --kfac-steps must be >= 1 and --warmup >= 0")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError("--dtype must be 'float32' or 'float64'")
-        if self.inv_update_freq < 1:
-            raise ValueError("--inv-update-freq must be >= 1")
+            raise ValueError(f"--widths needs at least two positive layer widths, got {list(self.widths)}.")
+        for name in ("batch_size", "repeats", "kfac_steps", "inv_update_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be at least 0, got {self.warmup}.")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be at least 0 (0 keeps torch's choice), got {self.threads}.")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
+
+
+# "report": what the report's default mode runs (the MNIST-sized MLP, fewer repeats than the CLI's default);
+# "smoke": the report's quick mode, a few seconds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "report": {"widths": (784, 256, 256, 10), "batch_size": 128, "repeats": 9, "warmup": 2, "kfac_steps": 20},
+    "smoke": {"widths": (64, 32, 10), "batch_size": 32, "repeats": 3, "warmup": 1, "kfac_steps": 4},
+}
 
 
 def build(cfg: Config) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -95,17 +123,22 @@ def _interleaved(fns: dict[str, Any], repeats: int, warmup: int) -> dict[str, li
     return times
 
 
-def ggn_vp_times(cfg: Config) -> dict[str, Any]:
-    """Median GGN-vector product times of optlib and curvlinops (``None`` if curvlinops is missing)."""
-    import optlib.curvature as oc
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
 
+
+def ggn_vp_times(cfg: Config) -> dict[str, Any]:
+    """Median GGN-vector product times of optlib and curvlinops (``ratio`` None if curvlinops is missing)."""
     model, X, y = build(cfg)
     params = {n: p for n, p in model.named_parameters()}
-    ours = oc.GGN(model, nn.CrossEntropyLoss(), params, [(X, y)])
+    ours = GGN(model, nn.CrossEntropyLoss(), params, [(X, y)])
     v = torch.randn(ours.n, generator=torch.Generator().manual_seed(cfg.seed + 2), dtype=X.dtype)
     fns = {"optlib": lambda: ours @ v}
     try:
-        import curvlinops
+        import curvlinops  # optional: the anchor of the comparison
     except ImportError:
         curvlinops = None
     if curvlinops is not None:
@@ -128,14 +161,10 @@ def ggn_vp_times(cfg: Config) -> dict[str, Any]:
 
 def kfac_step_times(cfg: Config) -> dict[str, Any]:
     """Median and mean training-step times of optlib.optim.KFAC and torch.optim.SGD (interleaved)."""
-    from optlib.optim.kfac import KFAC
-
-    import torch.nn.functional as F
-
     runs = {}
     for name in ("kfac", "sgd"):
         model, X, y = build(cfg)
-        opt = KFAC(model, lr=1e-3, damping=1e-2, inv_update_freq=cfg.inv_update_freq) if name == "kfac" \
+        opt = KFAC(model, lr=1e-3, damping=1e-2, kl_clip=None, inv_update_freq=cfg.inv_update_freq) if name == "kfac" \
             else torch.optim.SGD(model.parameters(), lr=1e-3)
         runs[name] = (model, opt, X, y)
 
@@ -155,32 +184,16 @@ def kfac_step_times(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def _version(dist: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:  # not installed
-        return None
-
-
-def run_benchmark(cfg: Config, out: Path | None = None) -> dict[str, Any]:
+def run_benchmark(cfg: Config) -> dict[str, Any]:
+    """``{"config", "provenance", "ggn_vp": ggn_vp_times, "kfac_step": kfac_step_times}``, with ``cfg.threads``
+    torch threads (BLAS pools left alone, as before the move to :mod:`scale.bench`)."""
     cfg.validate()
-    old = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with thread_limit(cfg.threads, blas=None):
+        prov = provenance(torch.get_num_threads())
         ggn = ggn_vp_times(cfg)
         kfac = kfac_step_times(cfg)
-    finally:
-        torch.set_num_threads(old)
-    result = {"config": {**asdict(cfg), "widths": list(cfg.widths)}, "provenance": provenance(cfg.threads or old),
-              "ggn_vp": ggn, "kfac_step": kfac}
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / JSON_NAME).write_text(json.dumps(result, indent=1))
-    return result
+    record = {k: v for k, v in config_to_dict(cfg).items() if k not in _RUN_ONLY}
+    return {"config": record, "provenance": prov, "ggn_vp": ggn, "kfac_step": kfac}
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -197,16 +210,10 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- report section
-QUICK = dict(widths=(784, 256, 256, 10), batch_size=128, repeats=9, warmup=2, kfac_steps=20)
-SMOKE = dict(widths=(64, 32, 10), batch_size=32, repeats=3, warmup=1, kfac_steps=4)
-
-
-def report_section(ctx) -> Any:
-    """The report's "Curvature: GGN products and K-FAC overhead" section (for :mod:`scale.report`)."""
-    from .report import SectionResult, fmt_num, fmt_time, md_table
-
+@register_section("curvature", "Curvature: GGN products and K-FAC overhead", order=80)
+def report_section(ctx: ReportContext) -> SectionResult:
     threads = ctx.config.threads or 1
-    cfg = Config(**(SMOKE if ctx.config.mode == "quick" else QUICK), threads=threads)
+    cfg = Config(**PRESETS["smoke" if ctx.quick else "report"], threads=threads)
     res = run_benchmark(cfg)
     g, k = res["ggn_vp"], res["kfac_step"]
     rows = [["GGN-vector product", fmt_time(g["optlib"]),
@@ -230,44 +237,22 @@ def report_section(ctx) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- CLI
-def parser() -> argparse.ArgumentParser:
-    d = Config()
-    p = argparse.ArgumentParser(
-        prog="python -m scale.curvature_bench",
-        description=("GGN-vector product time of optlib.curvature.GGN against curvlinops' GGNLinearOperator, and "
-                     "the training-step overhead of optlib.optim.KFAC against torch.optim.SGD, on the same MLP and "
-                     "batch, interleaved; prints medians and ratios and writes OUT/curvature_bench.json."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--widths", type=int, nargs="+", default=list(d.widths), help="layer widths of the MLP")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype, help="model and data dtype")
-    p.add_argument("--repeats", type=int, default=d.repeats, help="timed GGN-vector products per implementation")
-    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed calls before timing")
-    p.add_argument("--kfac-steps", type=int, default=d.kfac_steps, help="timed training steps per optimizer")
-    p.add_argument("--inv-update-freq", type=int, default=d.inv_update_freq,
-                   help="K-FAC steps between eigendecompositions of the factors")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 keeps torch's choice)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the model and the batch")
-    p.add_argument("--out", type=Path, default=Path("reports/curvature"), help="output folder")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    cfg = Config(widths=tuple(args.widths), batch_size=args.batch_size, dtype=args.dtype, repeats=args.repeats,
-                 warmup=args.warmup, kfac_steps=args.kfac_steps, inv_update_freq=args.inv_update_freq,
-                 threads=args.threads, seed=args.seed)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = run_benchmark(cfg, out=args.out)
+def _run(cfg: Config) -> int:
+    result = run_benchmark(cfg)
     print(format_summary(result))
-    print(f"results written to {Path(args.out) / JSON_NAME}")
+    print(f"results written to {save_json(result, cfg.out, JSON_NAME)}")
     return 0
 
+
+COMMAND = Command(
+    prog="python -m scale.bench.curvature",
+    description=textwrap.fill(
+        "GGN-vector product time of optlib.curvature.GGN against curvlinops' GGNLinearOperator, and the training-step "
+        "overhead of optlib.optim.KFAC against torch.optim.SGD, on the same MLP and batch, interleaved; prints medians "
+        f"and ratios and writes OUT/{JSON_NAME}."),
+    config=Config, run=_run, presets=PRESETS,
+)
+main = COMMAND.main
 
 if __name__ == "__main__":
     raise SystemExit(main())

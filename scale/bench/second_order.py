@@ -37,25 +37,38 @@ reduces them to one row per problem with the best optlib and best scipy solver a
 
 from __future__ import annotations
 
-import contextlib
-import datetime
+import csv
+import json
 import math
-import os
-import platform
 import statistics
-import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy
 import scipy.optimize
 import torch
 
 import optlib
 from optlib import Problem
+from optlib.problems import library
+
+from . import performance_profile as profiles
+from .common import (
+    ReportContext,
+    SectionResult,
+    fmt_num,
+    fmt_time,
+    json_safe,
+    md_table,
+    provenance,
+    pyplot,
+    register_listing,
+    register_section,
+    thread_limit,
+)
+from .performance_profile import solver_styles
 
 DEFAULT_TARGET = 1e-8
 DEFAULT_REPEATS = 5
@@ -219,22 +232,10 @@ LOGISTIC_PROBLEMS = ("logreg-breast_cancer", "logreg-digits_binary", "logreg-syn
 
 
 def named_problems() -> dict[str, Callable[[], Problem]]:
-    """The comparison's problem names -> zero-argument constructors from :mod:`optlib.problems`
-    (lazy: constructing loads data). ``logreg-synthetic`` is the ill-conditioned synthetic set,
-    n = 5000 samples, d = 200 features with column scales log-spaced over [1e-3, 1e1]."""
-    from optlib import problems as P
-
-    return {
-        "logreg-breast_cancer": lambda: P.logistic_regression("breast_cancer"),
-        "logreg-digits_binary": lambda: P.logistic_regression("digits_binary"),
-        "logreg-wine_binary": lambda: P.logistic_regression("wine_binary"),
-        "logreg-iris_binary": lambda: P.logistic_regression("iris_binary"),
-        "logreg-synthetic": lambda: P.synthetic_logistic(n=5000, d=200, scale_min=1e-3, scale_max=1e1, seed=0),
-        "softmax-digits": lambda: P.softmax_regression("digits"),
-        "softmax-wine": lambda: P.softmax_regression("wine"),
-        "softmax-iris": lambda: P.softmax_regression("iris"),
-        "log-sum-exp": lambda: P.log_sum_exp(),
-    }
+    """The comparison's problem names -> zero-argument constructors: :func:`optlib.problems.library` (lazy:
+    constructing loads data). ``logreg-synthetic`` is the ill-conditioned synthetic set, n = 5000 samples,
+    d = 200 features with column scales log-spaced over [1e-3, 1e1]."""
+    return library()
 
 
 # ---------------------------------------------------------------------------------------- oracles
@@ -328,97 +329,6 @@ class TargetMonitor:
         self._paused += time.perf_counter() - t_in
         if stop:
             raise StopIteration
-
-
-# ---------------------------------------------------------------------------------------- threads
-@contextlib.contextmanager
-def thread_limit(n: int | None) -> Iterator[None]:
-    """Run with ``n`` threads in torch and in the BLAS/OpenMP pools numpy and scipy use (restored after).
-
-    ``None`` changes nothing. On a small machine that other jobs share, one thread makes timings far
-    steadier: a multi-threaded kernel whose second thread is descheduled waits at its barrier, so a
-    busy neighbour can multiply a short solve's time many times over, while with one thread the load
-    slows every solver in proportion.
-    """
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # scikit-learn brings threadpoolctl; without it only torch is limited
-            yield
-        else:
-            with threadpool_limits(limits=n):
-                yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def blas_threads() -> str:
-    """The thread pools numpy/scipy/torch load, as ``api=threads`` pairs (for the provenance)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown"
-    return ", ".join(f"{d['internal_api']}={d['num_threads']}" for d in threadpool_info()) or "none"
-
-
-# ---------------------------------------------------------------------------------------- provenance
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=5,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _git_commit() -> str | None:
-    """``HEAD``, with ``+dirty`` when the working tree has uncommitted changes (None outside git)."""
-    head = _git("rev-parse", "HEAD")
-    if not head:
-        return None
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return head + ("+dirty" if status else "")
-
-
-def _loadavg() -> float | None:
-    """The 1-minute load average when the OS reports one (other work on a shared machine shows here)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def provenance(threads: int | None = None) -> dict[str, Any]:
-    """Versions and machine facts stored with every record (benchopt's ``version-*``/``env-*`` columns);
-    ``threads``, when given, is recorded as the benchmark's torch thread count."""
-    prov = {
-        "run_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "version-python": platform.python_version(),
-        "version-optlib": optlib.__version__,
-        "version-torch": torch.__version__,
-        "version-scipy": scipy.__version__,
-        "version-numpy": np.__version__,
-        "platform": platform.platform(),
-        "platform-machine": platform.machine(),
-        "platform-processor": platform.processor() or platform.machine(),
-        "env-cpu_count": os.cpu_count(),
-        "env-torch_threads": torch.get_num_threads(),
-        "env-thread_pools": blas_threads(),
-        "env-loadavg": _loadavg(),
-        "git-commit": _git_commit(),
-    }
-    if threads is not None:
-        prov["env-benchmark_threads"] = threads
-    return prov
 
 
 # ---------------------------------------------------------------------------------------- one run
@@ -680,3 +590,194 @@ def curve_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "rel_suboptimality": r,
             })
     return rows
+
+
+# ---------------------------------------------------------------------------------------- report sections
+def resolve_problems(names: Sequence[str], extra: Mapping[str, Callable[[], Problem]] | None = None
+                     ) -> dict[str, Callable[[], Problem]]:
+    """Constructors for ``names`` (from ``extra`` first, then :func:`named_problems`)."""
+    known = {**named_problems(), **(extra or {})}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown problem(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return {n: known[n] for n in names}
+
+
+def _has_f_star(ctor: Callable[[], Problem]) -> bool:
+    try:
+        return ctor().f_star is not None
+    except Exception:  # a problem that cannot build or certify is left out of the full run
+        return False
+
+
+def problem_names(config: object) -> list[str]:
+    """The report's problems: ``config.problems``, or every library problem with a certified optimum."""
+    names = getattr(config, "problems", None)
+    if names is None:
+        extra = getattr(config, "extra_problems", None) or {}
+        names = [n for n, ctor in {**named_problems(), **extra}.items() if _has_f_star(ctor)]
+    return list(names)
+
+
+def check_settings(config: object) -> None:
+    """Refuse unknown solver or problem names before the report starts measuring."""
+    for name in getattr(config, "solvers", None) or ():
+        get_solver(name)
+    if getattr(config, "problems", None) is not None:
+        resolve_problems(config.problems, getattr(config, "extra_problems", None))
+
+
+register_listing("problems", lambda: list(named_problems()))
+register_listing("solvers", solvers)
+
+
+def comparison(ctx: ReportContext) -> list[dict[str, Any]]:
+    """The time-to-target records of the report's settings (run once per report, shared by its sections)."""
+    if "records" not in ctx.cache:
+        cfg = ctx.config
+        problems = resolve_problems(problem_names(cfg), getattr(cfg, "extra_problems", None))
+        ctx.cache["records"] = run_comparison(
+            problems, cfg.solvers, target=cfg.target, repeats=cfg.repeats, time_limit=cfg.time_limit,
+            repeat_budget=cfg.repeat_budget, threads=cfg.threads or None, progress=cfg.progress,
+        )
+    return ctx.cache["records"]
+
+
+def write_raw_results(ctx: ReportContext, records: list[dict[str, Any]]) -> list[str]:
+    """``results.json`` (benchopt's long format) and ``curves.csv`` beside the report."""
+    (ctx.out / "results.json").write_text(json.dumps(json_safe(records), indent=1))
+    rows = curve_rows(records)
+    with open(ctx.out / "curves.csv", "w", newline="") as fh:
+        if rows:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return ["results.json", "curves.csv"]
+
+
+@register_section("time-to-target", "Time to target: optlib against scipy", order=20, check=check_settings)
+def section_time_to_target(ctx: ReportContext) -> SectionResult:
+    records = comparison(ctx)
+    target = ctx.config.target
+    table = time_to_target_table(records)
+    summary = summarize(records)
+    head = (
+        f"Wall-clock time until the relative suboptimality (f(x_k) − f*)/(f(x0) − f*) first drops to "
+        f"{target:g} (benchopt's relative suboptimality; AlgoPerf's time-to-target). Every solver starts "
+        "from the same x0, gets the same counted oracles, and is stopped by the same callback; its own "
+        "tolerances are set tight so that the callback stops it. Median over the timed repetitions after "
+        "one warm-up run; the clock pauses inside the callback. Ratio = best optlib time / best scipy "
+        "time (below 1: optlib is faster). Both sides ran in this process, one after the other.\n\n"
+    )
+    def best(name: str | None, t: float) -> str:
+        return "none reached the target" if name is None or math.isinf(t) else f"{name} ({fmt_time(t)})"
+
+    main_rows = [
+        [r["problem"], fmt_num(r["dimension"]), best(r["best_optlib"], r["best_optlib_time"]),
+         best(r["best_scipy"], r["best_scipy_time"]), fmt_num(r["ratio"], 3)]
+        for r in table
+    ]
+    text = head + md_table(["problem", "n", "best optlib", "best scipy", "ratio optlib/scipy"], main_rows)
+    solver_order = [s for s in solvers() if any(s in r["times"] for r in table)]
+    wide = [[r["problem"], *(fmt_time(r["times"][s]) if s in r["times"] else "—" for s in solver_order)]
+            for r in table]
+    text += "\n\nEvery solver's median time to target (✗: target not reached; —: not applicable):\n\n"
+    text += md_table(["problem", *solver_order], wide)
+    text += "\n\nPer run: iterations (callback calls), oracle calls up to the target, repetitions timed.\n"
+    for r in table:
+        rows = []
+        for s in summary:
+            if s["dataset_name"] != r["problem"]:
+                continue
+            rows.append([
+                s["solver_name"], "yes" if s["reached"] else f"no ({s['stopped_by']})",
+                fmt_time(s["time"]), f"{fmt_time(s['time_min'])} – {fmt_time(s['time_max'])}" if s["reached"] else "",
+                s["iterations"], s["nfev"], s["njev"], s["nhev"], s["nhvp"], s["repetitions"],
+            ])
+        text += f"\n**{r['problem']}**\n\n" + md_table(
+            ["solver", "reached", "median", "min – max", "iter", "nfev", "njev", "nhev", "nhvp", "reps"], rows) + "\n"
+    text += "\nSolvers and their options:\n\n" + "\n".join(
+        f"- `{s}`: {get_solver(s).description}; options `{_options(get_solver(s))}`"
+        for s in solver_order
+    )
+    return SectionResult(text, files=write_raw_results(ctx, records))
+
+
+def _options(solver: Solver) -> str:
+    opts = dict(solver.options)
+    if solver.oracle:
+        opts["second-order oracle"] = solver.oracle
+    return ", ".join(f"{k}={v}" for k, v in opts.items())
+
+
+@register_section("convergence", "Convergence: relative suboptimality against time and iterations", order=21)
+def section_convergence(ctx: ReportContext) -> SectionResult:
+    plt = pyplot()
+    summary = summarize(comparison(ctx))
+    target = ctx.config.target
+    styles = solver_styles(sorted({r["solver_name"] for r in summary}),
+                           {r["solver_name"]: r["solver_family"] for r in summary})
+    figures, parts = [], []
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for row in summary:
+        by_problem.setdefault(row["dataset_name"], []).append(row)
+    for problem, rows in by_problem.items():
+        fig, (ax_t, ax_k) = plt.subplots(1, 2, figsize=(11.0, 5.0))
+        for row in rows:
+            st = styles[row["solver_name"]]
+            rel = [max(v, 1e-17) for v in row["curve_rel"]]
+            t = row["curve_time"]
+            kw = {"marker": ".", "markersize": 3, "linewidth": 1.3, "label": row["solver_name"], **st}
+            ax_t.plot(t[1:], rel[1:], **kw)
+            ax_k.plot(row["curve_iter"], rel, **kw)
+        for ax in (ax_t, ax_k):
+            ax.set_yscale("log")
+            ax.axhline(target, color="k", linewidth=0.8, linestyle=":")
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_ylabel("(f − f*) / (f(x0) − f*)")
+        ax_t.set_xscale("log")
+        ax_t.set_xlabel("time (s, log scale; median run)")
+        ax_k.set_xscale("symlog", linthresh=10)
+        ax_k.set_xlim(left=0)
+        ax_k.set_xlabel("iteration (linear to 10, log beyond)")
+        handles, labels = ax_k.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
+        fig.suptitle(f"{problem}: optlib solid, scipy dashed; dotted line = target {target:g}")
+        fig.tight_layout(rect=(0, 0.05 + 0.035 * math.ceil(len(labels) / 4), 1, 1))
+        path, rel_path = ctx.figure(f"convergence_{problem}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append(rel_path)
+        parts.append(f"![{problem}]({rel_path})")
+    text = (
+        "Relative suboptimality of the median timed run of each solver, against wall-clock time (left) and "
+        "iterations (right); runs end at the target. scipy's trust-region methods count a rejected step as "
+        "an iteration; optlib's methods count accepted steps only (their rejected trials cost oracle calls, "
+        "shown in the tables above).\n\n" + "\n\n".join(parts)
+    )
+    return SectionResult(text, figures)
+
+
+@register_section("profile", "Performance profile", order=22)
+def section_profile(ctx: ReportContext) -> SectionResult:
+    records = comparison(ctx)
+    costs = cost_table(records, "time")
+    families = {r["solver_name"]: r["solver_family"] for r in records}
+    path, rel_path = ctx.figure("performance_profile_time.png")
+    profiles.plot_performance_profile(costs, path, title="Time to target", families=families)
+    names = profiles.solver_names(costs)
+    score = profiles.integrated_score(costs)
+    rows = []
+    for s in sorted(names, key=lambda s: -score[s]):
+        rows.append([s, fmt_num(profiles.rho(costs, s, 1.0), 2), fmt_num(profiles.rho(costs, s, 2.0), 2),
+                     fmt_num(profiles.rho(costs, s, math.inf), 2), fmt_num(score[s], 3)])
+    text = (
+        f"Dolan–Moré performance profile (Math. Program. 91, 2002) of time to target over the {len(costs)} "
+        "problems of this run: ρ_s(τ) is the share of problems on which solver s is within a factor τ of the "
+        "fastest; failures count as ∞. ρ(1) = share of wins, ρ(∞) = share solved. The score is AlgoPerf's "
+        "integrated profile over τ ∈ [1, 4] (1 = fastest everywhere). Profiles depend on the solver set: "
+        "adding or removing a solver can reorder the others.\n\n"
+        f"![performance profile]({rel_path})\n\n"
+        + md_table(["solver", "ρ(1)", "ρ(2)", "ρ(∞)", "score"], rows)
+    )
+    return SectionResult(text, [rel_path])

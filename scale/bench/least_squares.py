@@ -1,6 +1,6 @@
 r"""Levenberg–Marquardt and Gauss–Newton against scipy on the NIST StRD nonlinear regression problems.
 
-``python -m scale.least_squares_bench`` runs, for every shipped NIST problem (27, three difficulty
+``python -m scale.bench.least_squares`` runs, for every shipped NIST problem (27, three difficulty
 levels; :mod:`optlib.problems.nist`) and both of its starts, six solvers on the same residuals and
 analytic Jacobians:
 
@@ -27,7 +27,9 @@ when its LRE is at least ``--lre-target`` (default 4). Cost is ``nfev`` (residua
 not followed by one, scipy's ``lm`` does not). Time per solve is the median over ``--repeats`` runs,
 the solvers interleaved run by run in one process, with one thread in torch and in the BLAS pools;
 the headline is the ratio optlib time / scipy-lm time (scipy-lm is compiled MINPACK; ours is Python
-on numpy), measured in the same run.
+on numpy), measured in the same run. Whether a run reached the certified values is read from its LRE alone;
+the solvers' own ``success`` flags are shown beside the evaluation counts (``(fail)``), never their numeric
+status codes, which differ between solvers.
 
 The summary answers the target "LM reaches the certified parameters on every problem, with no more
 function evaluations than scipy's lm on most of them": how many (problem, start) pairs LM (and its
@@ -40,11 +42,8 @@ one record per run) and ``least_squares.md`` (the table).
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import statistics
-import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Sequence
@@ -54,9 +53,24 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares as scipy_least_squares
+from scipy.optimize import leastsq
+from tqdm.auto import tqdm
 
-from .compare import provenance
-from .records import json_safe
+from optlib.least_squares import least_squares
+from optlib.problems.nist import load_nist, nist_problems
+from scale.cli import Command, config_to_dict, option
+
+from .common import (
+    ReportContext,
+    SectionResult,
+    fmt_num,
+    md_table,
+    provenance,
+    register_section,
+    save_json,
+    thread_limit,
+)
 
 SOLVERS = ("optlib-lm", "optlib-lm-factor1", "optlib-gn", "scipy-lm", "scipy-leastsq-factor1", "scipy-trf")
 ANCHOR = "scipy-lm"
@@ -72,42 +86,58 @@ JSON_NAME = "least_squares.json"
 TABLE_NAME = "least_squares.md"
 
 
+PROBLEMS = tuple(nist_problems())
+# Config fields that say where and how a run reports, not what it measures (left out of the JSON's config).
+_RUN_ONLY = ("out", "progress")
+
+
 @dataclass
 class Config:
-    """Everything one benchmark run depends on (recorded in the JSON)."""
+    """Everything one benchmark run depends on (recorded in the JSON, less ``out`` and ``progress``)."""
 
-    problems: Sequence[str] | None = None  # None: every shipped problem
-    starts: Sequence[int] = (1, 2)
-    solvers: Sequence[str] = SOLVERS
-    tol: float = 1e-15
-    max_nfev: int = 5000
-    repeats: int = 5
-    threads: int = 1
-    lre_target: float = 4.0
+    problems: tuple[str, ...] | None = option(None, "NIST problems (none: all 27, by difficulty)", choices=PROBLEMS)
+    starts: tuple[int, ...] = option((1, 2), "NIST starting points", choices=(1, 2))
+    solvers: tuple[str, ...] = option(SOLVERS, f"solvers; {ANCHOR} is the timing anchor and must be included",
+                                      choices=SOLVERS)
+    tol: float = option(1e-15, "ftol = xtol = gtol for every solver")
+    max_nfev: int = option(5000, "budget of residual evaluations per solve")
+    repeats: int = option(5, "timed solves per solver (median reported)")
+    threads: int = option(1, "torch and BLAS threads during the runs")
+    lre_target: float = option(4.0, "log relative error that counts as reaching the certified parameters")
+    out: Path = option(Path("reports/least_squares"),
+                       f"output folder for {JSON_NAME} and {TABLE_NAME} (created if missing)")
+    progress: bool = option(True, "show a progress bar")
 
     def problem_names(self) -> list[str]:
-        from optlib.problems.nist import nist_problems
-
-        return list(self.problems) if self.problems else nist_problems()
+        return list(self.problems) if self.problems else list(PROBLEMS)
 
     def validate(self) -> None:
-        from optlib.problems.nist import nist_problems
-
-        known = nist_problems()
-        unknown = [p for p in (self.problems or ()) if p not in known]
+        unknown = [p for p in (self.problems or ()) if p not in PROBLEMS]
         if unknown:
-            raise ValueError(f"unknown problem(s) {', '.join(unknown)}; known: {', '.join(known)}")
+            raise ValueError(f"--problems: unknown problem(s) {', '.join(unknown)}; known: {', '.join(PROBLEMS)}.")
         bad = [s for s in self.solvers if s not in SOLVERS]
         if bad:
-            raise ValueError(f"unknown solver(s) {', '.join(bad)}; known: {', '.join(SOLVERS)}")
+            raise ValueError(f"--solvers: unknown solver(s) {', '.join(bad)}; known: {', '.join(SOLVERS)}.")
         if ANCHOR not in self.solvers:
-            raise ValueError(f"--solvers must include the anchor {ANCHOR!r} (times are reported as ratios to it)")
+            raise ValueError(f"--solvers must include the anchor {ANCHOR!r} (times are reported as ratios to it).")
         if not set(self.starts) <= {1, 2} or not self.starts:
-            raise ValueError("--starts takes 1 and/or 2")
+            raise ValueError(f"--starts takes 1 and/or 2, got {list(self.starts)}.")
         if not self.tol >= np.finfo(float).eps:
-            raise ValueError("--tol must be at least the machine epsilon (MINPACK rejects smaller ones)")
+            raise ValueError(f"--tol must be at least the machine epsilon (MINPACK rejects smaller ones), got "
+                             f"{self.tol:g}.")
         if self.max_nfev < 1 or self.repeats < 1 or self.threads < 1:
-            raise ValueError("--max-nfev, --repeats and --threads must be at least 1")
+            raise ValueError(f"--max-nfev, --repeats and --threads must be at least 1, got {self.max_nfev}, "
+                             f"{self.repeats} and {self.threads}.")
+
+
+# Quick report mode: one problem per difficulty level, one timed repeat.
+SMOKE_PROBLEMS = ("Misra1a", "Kirby2", "MGH10")
+# "report": what the report's default mode runs (every problem, 3 timed repeats); "smoke": the report's quick
+# mode (one problem per difficulty level, one timed repeat).
+PRESETS: dict[str, dict[str, Any]] = {
+    "report": {"repeats": 3},
+    "smoke": {"problems": SMOKE_PROBLEMS, "repeats": 1},
+}
 
 
 @dataclass
@@ -134,28 +164,20 @@ def _solve(solver: str, p: Any, x0: np.ndarray, cfg: Config) -> Any:
     ``message``)."""
     tols = dict(ftol=cfg.tol, xtol=cfg.tol, gtol=cfg.tol)
     if solver in OPTLIB_OPTIONS:
-        from optlib.least_squares import least_squares
-
         return least_squares(p.residuals, x0, p.jacobian, max_nfev=cfg.max_nfev, **OPTLIB_OPTIONS[solver], **tols)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         if solver == "scipy-leastsq-factor1":
-            from scipy.optimize import leastsq
-
             x, _, info, message, ier = leastsq(p.residuals, x0, Dfun=p.jacobian, full_output=True, maxfev=cfg.max_nfev,
                                                factor=1.0, **tols)
             return SimpleNamespace(x=x, fun=info["fvec"], nfev=int(info["nfev"]), njev=info.get("njev"),
                                    success=ier in (1, 2, 3, 4), message=str(message))
-        from scipy.optimize import least_squares as scipy_least_squares
-
         return scipy_least_squares(p.residuals, x0, p.jacobian, method=solver.split("-")[1], max_nfev=cfg.max_nfev,
                                    **tols)
 
 
 def run_problem(name: str, start: int, cfg: Config) -> list[Run]:
     """Every configured solver on one (problem, start); times interleaved over ``cfg.repeats`` rounds."""
-    from optlib.problems.nist import load_nist
-
     p = load_nist(name)
     x0 = p.start(start)
     results: dict[str, Any] = {}
@@ -217,49 +239,36 @@ def summarize(runs: Sequence[Run], lre_target: float) -> dict[str, Any]:
     return out
 
 
-def run_benchmark(cfg: Config, *, progress: bool = True, out: Path | None = None) -> dict[str, Any]:
-    """Run the whole table; write the JSON and the Markdown table when ``out`` is given."""
-    from . import compare
-
+def run_benchmark(cfg: Config) -> dict[str, Any]:
+    """Run the whole table (``cfg.threads`` threads in torch and the BLAS pools); see :func:`write_outputs`."""
     cfg.validate()
     jobs = [(name, s) for name in cfg.problem_names() for s in cfg.starts]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="NIST least squares", leave=False)
     runs: list[Run] = []
-    with compare.thread_limit(cfg.threads):
+    with thread_limit(cfg.threads), tqdm(total=len(jobs), desc="NIST least squares", leave=False,
+                                         disable=not cfg.progress) as bar:
         prov = provenance(cfg.threads)
         for name, start in jobs:
             runs.extend(run_problem(name, start, cfg))
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    result = {
-        "config": asdict(cfg) | {"problems": cfg.problem_names()},
+            bar.update(1)
+    record = {k: v for k, v in config_to_dict(cfg).items() if k not in _RUN_ONLY}
+    return {
+        "config": record | {"problems": cfg.problem_names()},
         "provenance": prov,
         "runs": [asdict(r) for r in runs],
         "summary": summarize(runs, cfg.lre_target),
     }
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / JSON_NAME).write_text(json.dumps(json_safe(result), indent=1))
-        (out / TABLE_NAME).write_text(format_table(result) + "\n\n" + format_summary(result) + "\n")
-    return result
+
+
+def write_outputs(result: dict[str, Any], out: Path | str) -> Path:
+    """``out/least_squares.json`` (the whole result) and ``out/least_squares.md`` (table and summary); returns
+    the JSON's path."""
+    path = save_json(result, out, JSON_NAME)
+    (Path(out) / TABLE_NAME).write_text(format_table(result) + "\n\n" + format_summary(result) + "\n",
+                                        encoding="utf-8")
+    return path
 
 
 # ---------------------------------------------------------------------------------------- formatting
-def _fmt(x: float, digits: int = 3) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float) and math.isnan(x):
-        return "n/a"
-    return f"{x:.{digits}g}"
-
-
 def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per (problem, start); LRE, nfev/njev and time ratio per solver."""
     runs = [Run(**r) for r in result["runs"]]
@@ -281,17 +290,14 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             r = by[(name, start, s)]
             row.append(f"{r.nfev}/{'—' if r.njev is None else r.njev}" + ("" if r.success else " (fail)"))
         anchor = by[(name, start, ANCHOR)].time
-        row += [_fmt(by[(name, start, s)].time / anchor) for s in solvers if s != ANCHOR]
+        row += [fmt_num(by[(name, start, s)].time / anchor, 3) for s in solvers if s != ANCHOR]
         row.append(f"{anchor * 1e3:.2f} ms")
         rows.append(row)
     return header, rows
 
 
 def format_table(result: dict[str, Any]) -> str:
-    header, rows = table_rows(result)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return md_table(*table_rows(result))
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -327,19 +333,13 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- report section
-# Quick report mode: one problem per difficulty level, one timed repeat.
-SMOKE_PROBLEMS = ("Misra1a", "Kirby2", "MGH10")
-
-
-def report_section(ctx) -> Any:
-    """The report's "Least squares on the NIST StRD problems" section (to be registered in
-    :mod:`scale.report`)."""
-    from .report import SectionResult, md_table
-
-    smoke = ctx.config.mode == "quick"
-    cfg = Config(problems=SMOKE_PROBLEMS if smoke else None, repeats=1 if smoke else 3,
-                 threads=ctx.config.threads or 1)
-    result = run_benchmark(cfg, progress=ctx.config.progress, out=None)
+@register_section("least-squares", "Least squares on the NIST StRD problems", order=90)
+def report_section(ctx: ReportContext) -> SectionResult:
+    """The report's "Least squares on the NIST StRD problems" section: the ``report`` preset, or the ``smoke``
+    preset (three problems, one timed repeat) in the report's quick mode."""
+    cfg = Config(**PRESETS["smoke" if ctx.quick else "report"], threads=ctx.config.threads or 1,
+                 progress=ctx.config.progress)
+    result = run_benchmark(cfg)
     ctx.cache["least_squares"] = result
     header, rows = table_rows(result)
     text = (
@@ -352,7 +352,7 @@ def report_section(ctx) -> Any:
         "trust-region reflective method. Same residuals, analytic Jacobians, tolerances and budget for all. "
         "LRE: digits of the certified parameters reached (minimum over parameters, at most 11); ✗ marks "
         f"LRE < {cfg.lre_target:g}. Times: median per solve, ratio to `scipy-lm` in the same process "
-        "(below 1: faster than compiled MINPACK). `python -m scale.least_squares_bench` runs the full "
+        "(below 1: faster than compiled MINPACK). `python -m scale.bench.least_squares` runs the full "
         "table with more repeats.\n\n"
         + format_summary(result) + "\n\n" + md_table(header, rows)
     )
@@ -360,53 +360,28 @@ def report_section(ctx) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- CLI
-def parser() -> argparse.ArgumentParser:
-    d = Config()
-    p = argparse.ArgumentParser(
-        prog="python -m scale.least_squares_bench",
-        description=(
-            "Levenberg–Marquardt (Moré 1978; MINPACK's initial step bound and the factor=1 variant) and "
-            "Gauss–Newton from optlib.least_squares against scipy.optimize.least_squares (method='lm', "
-            "MINPACK; method='trf') and scipy.optimize.leastsq (factor=1) on the 27 NIST StRD "
-            "nonlinear regression problems from both starts: log relative error to the certified "
-            "parameters, function and Jacobian evaluations, success, and time per solve as a ratio to "
-            "scipy's lm. Writes OUT/least_squares.json and OUT/least_squares.md and prints the table."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--problems", nargs="+", default=None, metavar="NAME",
-                   help="NIST problems (default: all 27, by difficulty)")
-    p.add_argument("--starts", nargs="+", type=int, default=list(d.starts), choices=(1, 2),
-                   help="NIST starting points")
-    p.add_argument("--solvers", nargs="+", default=list(d.solvers), choices=SOLVERS, metavar="NAME",
-                   help=f"solvers ({', '.join(SOLVERS)}); {ANCHOR} is the timing anchor and must be included")
-    p.add_argument("--tol", type=float, default=d.tol, help="ftol = xtol = gtol for every solver")
-    p.add_argument("--max-nfev", type=int, default=d.max_nfev, help="budget of residual evaluations per solve")
-    p.add_argument("--repeats", type=int, default=d.repeats, help="timed solves per solver (median reported)")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch and BLAS threads during the runs")
-    p.add_argument("--lre-target", type=float, default=d.lre_target,
-                   help="log relative error that counts as reaching the certified parameters")
-    p.add_argument("--out", type=Path, default=Path("reports/least_squares"), help="output folder (created if missing)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    cfg = Config(problems=args.problems, starts=tuple(args.starts), solvers=tuple(args.solvers), tol=args.tol,
-                 max_nfev=args.max_nfev, repeats=args.repeats, threads=args.threads, lre_target=args.lre_target)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = run_benchmark(cfg, progress=args.progress, out=args.out)
+def _run(cfg: Config) -> int:
+    result = run_benchmark(cfg)
     print(format_table(result))
     print()
     print(format_summary(result))
-    print(f"results written to {Path(args.out) / JSON_NAME}")
+    print(f"results written to {write_outputs(result, cfg.out)}")
     return 0
 
+
+COMMAND = Command(
+    prog="python -m scale.bench.least_squares",
+    description=textwrap.fill(
+        "Levenberg–Marquardt (Moré 1978; MINPACK's initial step bound and the factor=1 variant) and "
+        "Gauss–Newton from optlib.least_squares against scipy.optimize.least_squares (method='lm', "
+        "MINPACK; method='trf') and scipy.optimize.leastsq (factor=1) on the 27 NIST StRD "
+        "nonlinear regression problems from both starts: log relative error to the certified "
+        "parameters, function and Jacobian evaluations, success, and time per solve as a ratio to "
+        f"scipy's lm. Writes OUT/{JSON_NAME} and OUT/{TABLE_NAME} and prints the table."
+    ),
+    config=Config, run=_run, presets=PRESETS,
+)
+main = COMMAND.main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -73,14 +73,14 @@ from .common import TheoremCheck, le_with_slack
 
 Tensor = torch.Tensor
 
-DERIVED = "derived (spec 20 §5; our algebra in optlib.theory.dropmuon) — the paper's constants are not used"
+DERIVED = "derived (spec 20 §5; our algebra in optlib.theory.drop_muon) — the paper's constants are not used"
 PAPER = "Gruntkowska, Maziane, Qu & Richtárik 2025, arXiv:2510.02239"
 
 __all__ = [
     "cost_model_contraction",
     "cost_tradeoff",
     "deep_linear_rate",
-    "dropmuon_table",
+    "drop_muon_table",
     "estimate_layer_smoothness",
     "expected_descent",
     "frozen_layers_untouched",
@@ -621,7 +621,7 @@ def frozen_layers_untouched(
     )
 
 
-def dropmuon_table() -> list[TheoremCheck]:
+def drop_muon_table() -> list[TheoremCheck]:
     """Every Drop-Muon check on its default problem."""
     return [
         one_step_decrease(),

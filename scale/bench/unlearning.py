@@ -1,9 +1,18 @@
 r"""Gauss–Newton unlearning (K-FADE) against gradient ascent: forget-loss / retain-KL frontiers on two workloads.
 
-``python -m scale.unlearn`` reproduces at CPU scale the comparison behind McKinney, Thudi, Bae, Rezaei, Papernot,
-McIlraith & Grosse, "Gauss-Newton Unlearning for the LLM Era" (arXiv:2602.10568): uphill Gauss–Newton steps in
+``python -m scale.bench.unlearning`` reproduces at CPU scale the comparison behind McKinney, Thudi, Bae, Rezaei,
+Papernot, McIlraith & Grosse, "Gauss-Newton Unlearning for the LLM Era" (arXiv:2602.10568): uphill Gauss–Newton steps in
 the retain-set K-FAC / EK-FAC metric (:func:`optlib.unlearning.kfade`) raise the forget loss while changing the
 outputs on the retain distribution less than first-order unlearning (:func:`optlib.unlearning.gradient_ascent`).
+
+**What is trained, and why.** Unlearning is measured against models, so the benchmark trains its own. For each
+experiment it needs (1) the *original* model, trained on the whole training split (retain + forget set), which
+every method starts from; (2) the *retrained* model, the same initialization trained the same way on the retain set
+only: the ground truth of exact unlearning, whose forget loss fixes the headline range and whose outputs are the
+target of the distance below; and (3) the *unlearned* models, one per (method, grid value, step), obtained from the
+original by the methods compared. (1) and (2) are made by :func:`train_digits_models` (full-batch Adam through
+:func:`optlib.unlearning.retrain`) and :func:`train_gpt_models` (AdamW on random windows, :func:`train_gpt`);
+(3) by :func:`sweep`.
 
 Experiments (``--experiments``):
 
@@ -28,7 +37,7 @@ the trained model:
 * ``kfade-kfac`` / ``kfade-ekfac``: :func:`optlib.unlearning.kfade` with :class:`optlib.curvature.KFAC` /
   :class:`optlib.curvature.EKFAC` of the retain-set cross-entropy (``--fisher-type``; ``type2`` is the exact
   GGN's K-FAC), per-step KL budgets ``--budgets`` (each a separate run);
-* ``gradient_ascent``: :func:`optlib.unlearning.gradient_ascent` with constant step sizes ``--ga-lrs``.
+* ``gradient-ascent``: :func:`optlib.unlearning.gradient_ascent` with constant step sizes ``--ga-lrs``.
 
 **Damping rule** (a published default taken as is, not tuned on these experiments; the same for both): the
 Tikhonov :math:`\lambda` of :math:`(G_r + \lambda I)^{-1}` is ``--damping`` (0.1) times the mean eigenvalue
@@ -77,30 +86,57 @@ closest approach to the retrained model's outputs,
 
 Outputs in ``--out``: ``unlearn.json`` (configuration, provenance, every point, frontiers, the damping each
 variant used, comparisons, grid checks, matched points) and one PNG per experiment (``unlearn_<experiment>.png``:
-the frontier, forget accuracy against retain KL, and the distance to the retrained model). ``--quick`` runs
-both experiments in well under a minute on a CPU.
+the frontier, forget accuracy against retain KL, and the distance to the retrained model). ``--preset quick``
+(or ``--quick``; what the report runs) does both experiments in well under a minute on a CPU, ``--preset smoke``
+(the report's quick mode) in seconds.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
-import platform
-import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from optlib import curvature
+from optlib.curvature import EKFAC, KFAC
+from optlib.unlearning import (
+    KFADE,
+    GradientAscent,
+    accuracy,
+    forget_loss,
+    kl_to_reference,
+    reference_log_probs,
+    retrain,
+)
+from scale.cli import Command, config_to_dict, option
+from scale.data import BatchSampler, load_corpus
+from scale.model import GPT, GPTConfig
+
+from .common import (
+    ReportContext,
+    SectionResult,
+    fmt_num,
+    md_table,
+    provenance,
+    pyplot,
+    register_section,
+    save_json,
+    thread_limit,
+)
 
 EXPERIMENTS = ("digits", "gpt")
-METHODS = ("kfade-kfac", "kfade-ekfac", "gradient_ascent")
+METHODS = ("kfade-kfac", "kfade-ekfac", "gradient-ascent")
+BASELINE = "gradient-ascent"
 KFADE_METHODS = {"kfade-kfac": "KFAC", "kfade-ekfac": "EKFAC"}
 FISHER_TYPES = ("type2", "mc", "empirical")
 DAMPING_RULES = ("relative", "absolute")
@@ -120,88 +156,117 @@ def plot_name(experiment: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- configuration
+# Config fields that say where and how a run reports, not what it measures (left out of the JSON's config).
+_RUN_ONLY = ("out", "plot", "progress")
+
+
 @dataclass
 class Config:
-    """Everything one run of the benchmark depends on (recorded in the JSON)."""
+    """Everything one run of the benchmark depends on (recorded in the JSON, less ``out``, ``plot``, ``progress``)."""
 
-    experiments: Sequence[str] = EXPERIMENTS
-    methods: Sequence[str] = METHODS
-    steps: int = 20
-    budgets: Sequence[float] = log_grid(1e-8, 1e-1, 36)
-    ga_lrs: Sequence[float] = log_grid(1e-2, 1e3, 36)
-    damping: float = 0.1
-    damping_rule: str = "relative"
-    fisher_type: str = "type2"
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 1
-    grid: int = 40
-    kl_cap: float = 0.1
+    experiments: tuple[str, ...] = option(EXPERIMENTS, "experiments to run", choices=EXPERIMENTS)
+    methods: tuple[str, ...] = option(METHODS, "methods to compare", choices=METHODS)
+    steps: int = option(20, "unlearning steps per run, the same for every method (every step is a point)")
+    budgets: tuple[float, ...] = option(log_grid(1e-8, 1e-1, 36), "K-FADE per-step KL budgets epsilon (one run each)")
+    ga_lrs: tuple[float, ...] = option(
+        log_grid(1e-2, 1e3, 36), "gradient-ascent step sizes (one run each; the default has as many values as "
+        "--budgets, so that neither method's frontier gets more candidate points)")
+    damping: float = option(
+        0.1, "Tikhonov damping of (G_r + lambda I): with --damping-rule relative, lambda is this times the mean "
+        "eigenvalue of each K-FADE variant's curvature approximation (0.1: kronfluence's heuristic); with absolute, "
+        "lambda itself")
+    damping_rule: str = option("relative", "how --damping sets lambda (relative to the curvature's mean eigenvalue, "
+                               "or absolute)", choices=DAMPING_RULES)
+    fisher_type: str = option("type2", "what the K-FAC output factor averages: type2 (exact GGN), mc (sampled "
+                              "labels), empirical", choices=FISHER_TYPES)
+    seed: int = option(0, "seed of data splits, initializations and windows")
+    device: str = option("cpu", "auto, cpu, cuda or cuda:N")
+    threads: int = option(1, "torch threads (0 keeps torch's choice)")
+    grid: int = option(40, "grid points of the frontier comparison")
+    kl_cap: float = option(0.1, "the frontiers are also compared on the forget-loss increases both methods reach "
+                           "with retain KL at most this (nats): the range where the model is still usable")
     # digits
-    digits_class: int = 3
-    digits_hidden: int = 128
-    digits_epochs: int = 400
-    digits_lr: float = 1e-2
-    digits_weight_decay: float = 1e-4
+    digits_class: int = option(3, "digits experiment: the class to forget")
+    digits_hidden: int = option(128, "digits experiment: hidden width of the MLP (128: 9.6k parameters)")
+    digits_epochs: int = option(400, "digits experiment: full-batch Adam steps of training (original and retrained "
+                                "model)")
+    digits_lr: float = option(1e-2, "digits experiment: Adam learning rate")
+    digits_weight_decay: float = option(1e-4, "digits experiment: mu of the mu/2 ||theta||^2 term in the training "
+                                        "objective")
     # gpt
-    speaker: str = "auto"
-    gpt_layers: int = 2
-    gpt_heads: int = 2
-    gpt_embd: int = 64
-    gpt_block: int = 64
-    gpt_steps: int = 600
-    gpt_batch: int = 32
-    gpt_lr: float = 3e-3
-    gpt_forget_windows: int = 64
-    gpt_retain_windows: int = 64
-    gpt_curvature_windows: int = 32
-    gpt_budgets: Sequence[float] | None = log_grid(1e-10, 1e-2, 17)
-    gpt_ga_lrs: Sequence[float] | None = log_grid(1e-5, 3.0, 17)
-    gpt_retrain: bool = True
+    speaker: str = option("auto", "gpt experiment: speaker to forget (as in the text, e.g. ROMEO); auto: the one "
+                          "with the most speeches")
+    gpt_layers: int = option(2, "gpt experiment: transformer blocks")
+    gpt_heads: int = option(2, "gpt experiment: attention heads")
+    gpt_embd: int = option(64, "gpt experiment: width")
+    gpt_block: int = option(64, "gpt experiment: context length")
+    gpt_steps: int = option(600, "gpt experiment: AdamW training steps (original and retrained model)")
+    gpt_batch: int = option(32, "gpt experiment: windows per training step")
+    gpt_lr: float = option(3e-3, "gpt experiment: AdamW peak learning rate (cosine to a tenth)")
+    gpt_forget_windows: int = option(64, "gpt experiment: windows of the forget set (targets: the speaker's "
+                                     "characters)")
+    gpt_retain_windows: int = option(64, "gpt experiment: held-out retain windows (validation text without the "
+                                     "speaker) for the retain KL")
+    gpt_curvature_windows: int = option(32, "gpt experiment: retain windows (training text without the speaker) for "
+                                        "K-FAC / EK-FAC")
+    gpt_budgets: tuple[float, ...] | None = option(log_grid(1e-10, 1e-2, 17), "gpt experiment: K-FADE per-step KL "
+                                                   "budgets (none: --budgets)")
+    gpt_ga_lrs: tuple[float, ...] | None = option(log_grid(1e-5, 3.0, 17), "gpt experiment: gradient-ascent step "
+                                                  "sizes (none: --ga-lrs)")
+    gpt_retrain: bool = option(True, "gpt experiment: also train the initialization on the text without the speaker "
+                               "(the retrained model: the headline range and the distance to it need it)")
+    # outputs
+    out: Path = option(Path("reports/unlearn"), f"output folder for {JSON_NAME} and the PNGs (created if missing)")
+    plot: bool = option(True, "write one PNG per experiment")
+    progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> None:
         unknown = [e for e in self.experiments if e not in EXPERIMENTS]
         if unknown or not self.experiments:
-            raise ValueError(f"unknown or no experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+            raise ValueError(f"--experiments: unknown or no experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}.")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"unknown or no method(s) {unknown}; known: {', '.join(METHODS)}")
+            raise ValueError(f"--methods: unknown or no method(s) {unknown}; known: {', '.join(METHODS)}.")
         if self.fisher_type not in FISHER_TYPES:
-            raise ValueError(f"unknown --fisher-type {self.fisher_type!r}; known: {', '.join(FISHER_TYPES)}")
+            raise ValueError(f"unknown --fisher-type {self.fisher_type!r}; known: {', '.join(FISHER_TYPES)}.")
         if self.damping_rule not in DAMPING_RULES:
-            raise ValueError(f"unknown --damping-rule {self.damping_rule!r}; known: {', '.join(DAMPING_RULES)}")
+            raise ValueError(f"unknown --damping-rule {self.damping_rule!r}; known: {', '.join(DAMPING_RULES)}.")
         if self.steps < 1:
-            raise ValueError("--steps must be at least 1")
+            raise ValueError(f"--steps must be at least 1, got {self.steps}.")
         for name in ("budgets", "ga_lrs", "gpt_budgets", "gpt_ga_lrs"):
             vals = getattr(self, name)
             if vals is not None and (len(vals) == 0 or any(not (math.isfinite(v) and v > 0) for v in vals)):
-                raise ValueError(f"--{name.replace('_', '-')} needs positive finite values")
+                raise ValueError(f"--{name.replace('_', '-')} needs positive finite values, got {list(vals)}.")
         if not self.kl_cap > 0:
-            raise ValueError("--kl-cap must be positive")
+            raise ValueError(f"--kl-cap must be positive, got {self.kl_cap}.")
         if not (math.isfinite(self.damping) and self.damping >= 0):
-            raise ValueError("--damping must be a finite number >= 0")
+            raise ValueError(f"--damping must be a finite number >= 0, got {self.damping}.")
         if not 0 <= self.digits_class <= 9:
-            raise ValueError("--digits-class must be a digit 0..9")
+            raise ValueError(f"--digits-class must be a digit 0..9, got {self.digits_class}.")
         for name in ("digits_hidden", "digits_epochs", "gpt_layers", "gpt_heads", "gpt_embd", "gpt_block",
                      "gpt_steps", "gpt_batch", "gpt_forget_windows", "gpt_retain_windows", "gpt_curvature_windows",
                      "grid"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if self.gpt_embd % self.gpt_heads:
-            raise ValueError("--gpt-embd must be divisible by --gpt-heads")
+            raise ValueError(f"--gpt-embd ({self.gpt_embd}) must be divisible by --gpt-heads ({self.gpt_heads}).")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be at least 0 (0 keeps torch's choice), got {self.threads}.")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError("--device must be auto, cpu, cuda or cuda:N")
+            raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
 
 
-# Well under a minute on a 2-core CPU for both experiments.
-QUICK = dict(steps=10, budgets=log_grid(1e-8, 1e-1, 15), ga_lrs=log_grid(1e-2, 1e3, 15),
-             gpt_budgets=log_grid(1e-10, 1e-2, 9), gpt_ga_lrs=log_grid(1e-5, 3.0, 9), digits_hidden=64,
-             digits_epochs=300, gpt_layers=1, gpt_embd=48, gpt_heads=2, gpt_block=32, gpt_steps=250, gpt_batch=32,
-             gpt_forget_windows=32, gpt_retain_windows=32, gpt_curvature_windows=16, grid=30)
-# The report's smoke mode: a few seconds.
-SMOKE = dict(QUICK, steps=2, budgets=(3e-3, 3e-1), ga_lrs=(1.0, 100.0), gpt_budgets=(3e-4, 3e-2),
-             gpt_ga_lrs=(0.1, 10.0), digits_epochs=100, gpt_steps=60,
-             gpt_embd=32, gpt_forget_windows=8, gpt_retain_windows=8, gpt_curvature_windows=4, gpt_retrain=False)
+# "quick": what the report's default mode runs, both experiments in well under a minute on a 2-core CPU;
+# "smoke": the report's quick mode, a few seconds (no retrained GPT).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(steps=10, budgets=log_grid(1e-8, 1e-1, 15), ga_lrs=log_grid(1e-2, 1e3, 15),
+                  gpt_budgets=log_grid(1e-10, 1e-2, 9), gpt_ga_lrs=log_grid(1e-5, 3.0, 9), digits_hidden=64,
+                  digits_epochs=300, gpt_layers=1, gpt_embd=48, gpt_heads=2, gpt_block=32, gpt_steps=250,
+                  gpt_batch=32, gpt_forget_windows=32, gpt_retain_windows=32, gpt_curvature_windows=16, grid=30),
+}
+PRESETS["smoke"] = dict(PRESETS["quick"], steps=2, budgets=(3e-3, 3e-1), ga_lrs=(1.0, 100.0), gpt_budgets=(3e-4, 3e-2),
+                        gpt_ga_lrs=(0.1, 10.0), digits_epochs=100, gpt_steps=60, gpt_embd=32, gpt_forget_windows=8,
+                        gpt_retain_windows=8, gpt_curvature_windows=4, gpt_retrain=False)
 
 
 # ---------------------------------------------------------------------------------------- frontiers
@@ -309,8 +374,6 @@ def linear_param_names(model: nn.Module) -> list[str]:
 
 def build_curvature(kind: str, model: nn.Module, retain_batches, cfg: Config):
     """K-FAC or EK-FAC of the mean retain cross-entropy over the model's linear layers."""
-    from optlib import curvature
-
     params = {n: p for n, p in model.named_parameters() if n in set(linear_param_names(model))}
     cls = getattr(curvature, kind)
     return cls(model, "cross_entropy", params, retain_batches, fisher_type=cfg.fisher_type, seed=cfg.seed)
@@ -320,8 +383,6 @@ def mean_eigenvalue(op: Any) -> float:
     r""":math:`\operatorname{tr}(\hat G)/n` of a K-FAC or EK-FAC operator, from its factors: K-FAC's weight block
     :math:`S \otimes A` has trace :math:`\operatorname{tr}S\operatorname{tr}A` and a separate bias block
     :math:`S` trace :math:`\operatorname{tr}S`; EK-FAC's trace is the sum of its corrected eigenvalues."""
-    from optlib.curvature import EKFAC, KFAC
-
     total = 0.0
     if isinstance(op, EKFAC):
         for lw, lb in op.eigenvalues().values():
@@ -356,15 +417,13 @@ def sweep(original: nn.Module, forget, retain_eval, curvatures: dict[str, Any], 
     """Run every (method, value) for ``cfg.steps`` steps from a copy of ``original``; one record per step (step 0
     excluded). A run that fails (a non-finite or zero gradient after the model diverged) keeps the steps it took
     and adds a record with ``step=None`` and the error."""
-    from optlib.unlearning import KFADE, GradientAscent
-
     params = linear_param_names(original)
     points = []
     for method in cfg.methods:
-        values = lrs if method == "gradient_ascent" else budgets
+        values = lrs if method == BASELINE else budgets
         for v in values:
             model = copy.deepcopy(original)
-            if method == "gradient_ascent":
+            if method == BASELINE:
                 unlearner = GradientAscent(model, lr=v, params=params)
             else:
                 unlearner = KFADE(model, curvatures[method], kl_budget=v, damping=dampings[method])
@@ -426,20 +485,20 @@ def summarize(points: list[dict[str, Any]], cfg: Config, original: dict[str, flo
               "kl_cap": None, "common": None}
     primary = "to_retrained" if bounds["to_retrained"] is not None else "kl_cap"
     dom: dict[str, dict[str, Any]] = {r: {} for r in RANGES}
-    if "gradient_ascent" in env:
+    if BASELINE in env:
         for m in cfg.methods:
-            if m == "gradient_ascent":
+            if m == BASELINE:
                 continue
             for r in RANGES:
                 if r == "to_retrained" and bounds[r] is None:
                     continue
-                dom[r][m] = dominance(env[m], env["gradient_ascent"], cfg.grid,
+                dom[r][m] = dominance(env[m], env[BASELINE], cfg.grid,
                                       kl_cap=cfg.kl_cap if r == "kl_cap" else math.inf, bounds=bounds[r])
     # grid check on the primary range as every method sees it (the range both reach is per K-FADE variant;
     # use the union of those ranges for gradient ascent)
     checks = {}
     for m in cfg.methods:
-        rngs = [d["range"] for d in dom[primary].values() if d["range"]] if m == "gradient_ascent" else \
+        rngs = [d["range"] for d in dom[primary].values() if d["range"]] if m == BASELINE else \
             [dom[primary][m]["range"]] if m in dom[primary] and dom[primary][m]["range"] else []
         rng = [min(r[0] for r in rngs), max(r[1] for r in rngs)] if rngs else None
         checks[m] = grid_check(by_method[m], env[m], grids[m], rng, cfg.grid)
@@ -450,11 +509,11 @@ def summarize(points: list[dict[str, Any]], cfg: Config, original: dict[str, flo
             levels = [a0 - q * (a0 - ar) for q in ACCURACY_FRACTIONS]
             kls = {m: [least_kl_at_accuracy(pts, a) for a in levels] for m, pts in by_method.items()}
             ratios = {}
-            if "gradient_ascent" in kls:
+            if BASELINE in kls:
                 for m in kls:
-                    if m != "gradient_ascent":
+                    if m != BASELINE:
                         ratios[m] = [None if k is None or g is None or g <= 0 else k / g
-                                     for k, g in zip(kls[m], kls["gradient_ascent"])]
+                                     for k, g in zip(kls[m], kls[BASELINE])]
             accuracy_view = {"fractions": list(ACCURACY_FRACTIONS), "levels": levels, "original": a0,
                              "retrained": ar, "least_kl": kls, "ratio": ratios}
     matched = {}  # the frontier at the retrained model's forget loss: least KL among points reaching it
@@ -482,7 +541,8 @@ def _device(cfg: Config) -> torch.device:
 
 
 # ---------------------------------------------------------------------------------------- digits
-def mlp(hidden: int, seed: int) -> nn.Sequential:
+def digits_mlp(hidden: int, seed: int) -> nn.Sequential:
+    """The digits experiment's untrained model: ``64 -> hidden -> 10`` with tanh, initialized from ``seed``."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, 10))
 
@@ -510,16 +570,24 @@ def digits_data(cfg: Config, device: torch.device):
     }
 
 
-def run_digits(cfg: Config, bar=None) -> dict[str, Any]:
-    from optlib.unlearning import accuracy, forget_loss, kl_to_reference, reference_log_probs, retrain
-
-    device = _device(cfg)
-    t0 = time.perf_counter()
-    data = digits_data(cfg, device)
-    init = mlp(cfg.digits_hidden, cfg.seed).to(device)
+def train_digits_models(data: dict[str, Any], cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """The digits experiment's two trained models, from one initialization (:func:`digits_mlp`) and the same
+    training (full-batch Adam, ``digits_epochs`` steps, :func:`optlib.unlearning.retrain`): the *original* model on
+    the whole training split, where unlearning starts, and the *retrained* model on the retain set only, the ground
+    truth that unlearning approximates."""
+    init = digits_mlp(cfg.digits_hidden, cfg.seed).to(device)
     train_kw = dict(epochs=cfg.digits_epochs, lr=cfg.digits_lr, weight_decay=cfg.digits_weight_decay, seed=cfg.seed)
     original = retrain(init, data["train"], **train_kw)
     retrained = retrain(init, data["retain"], **train_kw)
+    return original, retrained
+
+
+def run_digits(cfg: Config, bar=None) -> dict[str, Any]:
+    """The digits experiment: train the original and retrained MLPs, build the curvatures, sweep every method."""
+    device = _device(cfg)
+    t0 = time.perf_counter()
+    data = digits_data(cfg, device)
+    original, retrained = train_digits_models(data, cfg, device)
     t_train = time.perf_counter() - t0
     ref_test = reference_log_probs(retrained, data["test"])
     ref_retain_test = reference_log_probs(retrained, data["retain_test"])
@@ -543,7 +611,7 @@ def run_digits(cfg: Config, bar=None) -> dict[str, Any]:
     t_sweep = time.perf_counter() - t2
     orig = {"forget_loss": forget_loss(original, data["forget"]), **monitor(original)}
     ref = {"forget_loss": forget_loss(retrained, data["forget"]), **monitor(retrained)}
-    grids = {m: cfg.ga_lrs if m == "gradient_ascent" else cfg.budgets for m in cfg.methods}
+    grids = {m: cfg.ga_lrs if m == BASELINE else cfg.budgets for m in cfg.methods}
     summary = summarize(points, cfg, orig, ref, grids)
     n_params = sum(p.numel() for p in original.parameters())
     return {
@@ -599,8 +667,6 @@ def pick_speaker(spans: list[tuple[str, int, int]], speaker: str) -> str:
 
 def check_speaker(speaker: str) -> str:
     """The speaker's name if tiny-shakespeare's training split has speeches by them (``ValueError`` otherwise)."""
-    from scale.data import load_corpus
-
     corpus = load_corpus("shakespeare")
     return pick_speaker(speeches(corpus.decode(corpus.train)), speaker)
 
@@ -642,8 +708,6 @@ def plain_windows(ids: np.ndarray, block: int, n: int, rng) -> tuple[torch.Tenso
 def train_gpt(init: nn.Module, ids: np.ndarray, cfg: Config, device: torch.device, bar=None) -> nn.Module:
     """AdamW (lr ``gpt_lr``, betas (0.9, 0.95), no weight decay) on random windows of ``ids``, cosine decay to
     a tenth over ``gpt_steps`` steps; a copy of ``init`` is trained."""
-    from scale.data import BatchSampler
-
     model = copy.deepcopy(init)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.gpt_lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -663,11 +727,24 @@ def train_gpt(init: nn.Module, ids: np.ndarray, cfg: Config, device: torch.devic
     return model
 
 
-def run_gpt(cfg: Config, bar=None) -> dict[str, Any]:
-    from optlib.unlearning import accuracy, forget_loss, kl_to_reference, reference_log_probs
-    from scale.data import load_corpus
-    from scale.model import GPT, GPTConfig
+def train_gpt_models(vocab_size: int, ids_train: np.ndarray, ids_retain: np.ndarray, cfg: Config,
+                     device: torch.device, bar=None) -> tuple[nn.Module, nn.Module | None]:
+    """The GPT experiment's trained models, from one initialization (seeded by ``seed``, untied head, no dropout)
+    and the same training (:func:`train_gpt`): the *original* model on the whole training text, where unlearning
+    starts, and (with ``gpt_retrain``) the *retrained* model on the text without the speaker, the ground truth that
+    unlearning approximates (``None`` without it)."""
+    gcfg = GPTConfig(vocab_size=vocab_size, block_size=cfg.gpt_block, n_layer=cfg.gpt_layers,
+                     n_head=cfg.gpt_heads, n_embd=cfg.gpt_embd, dropout=0.0, tie_weights=False)
+    torch.manual_seed(cfg.seed)
+    init = TokenLogits(GPT(gcfg)).to(device)
+    original = train_gpt(init, ids_train, cfg, device, bar)
+    retrained = train_gpt(init, ids_retain, cfg, device, bar) if cfg.gpt_retrain else None
+    return original, retrained
 
+
+def run_gpt(cfg: Config, bar=None) -> dict[str, Any]:
+    """The GPT experiment: split the text by speaker, draw the windows, train the original (and retrained) GPT,
+    build the curvatures, sweep every method."""
     device = _device(cfg)
     t0 = time.perf_counter()
     corpus = load_corpus("shakespeare")
@@ -683,12 +760,7 @@ def run_gpt(cfg: Config, bar=None) -> dict[str, Any]:
     curv_data = plain_windows(ids_retain, cfg.gpt_block, cfg.gpt_curvature_windows, rng)
     retain_eval = plain_windows(ids_retain_va, cfg.gpt_block, cfg.gpt_retain_windows, rng)
     forget, curv_data, retain_eval = ([t.to(device) for t in d] for d in (forget, curv_data, retain_eval))
-    gcfg = GPTConfig(vocab_size=corpus.vocab_size, block_size=cfg.gpt_block, n_layer=cfg.gpt_layers,
-                     n_head=cfg.gpt_heads, n_embd=cfg.gpt_embd, dropout=0.0, tie_weights=False)
-    torch.manual_seed(cfg.seed)
-    init = TokenLogits(GPT(gcfg)).to(device)
-    original = train_gpt(init, ids_tr, cfg, device, bar)
-    retrained = train_gpt(init, ids_retain, cfg, device, bar) if cfg.gpt_retrain else None
+    original, retrained = train_gpt_models(corpus.vocab_size, ids_tr, ids_retain, cfg, device, bar)
     t_train = time.perf_counter() - t0
     refs = None
     if retrained is not None:
@@ -713,7 +785,7 @@ def run_gpt(cfg: Config, bar=None) -> dict[str, Any]:
     t_sweep = time.perf_counter() - t2
     orig = {"forget_loss": forget_loss(original, [forget]), **monitor(original)}
     ref = None if retrained is None else {"forget_loss": forget_loss(retrained, [forget]), **monitor(retrained)}
-    grids = {m: lrs if m == "gradient_ascent" else budgets for m in cfg.methods}
+    grids = {m: lrs if m == BASELINE else budgets for m in cfg.methods}
     summary = summarize(points, cfg, orig, ref, grids)
     n_forget_chars = int(mask_tr.sum())
     return {
@@ -735,57 +807,48 @@ def run_gpt(cfg: Config, bar=None) -> dict[str, Any]:
 RUNNERS = {"digits": run_digits, "gpt": run_gpt}
 
 
-def provenance(cfg: Config) -> dict[str, Any]:
-    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "machine": platform.machine(), "threads": torch.get_num_threads(),
-            "device": str(_device(cfg)), "run_date": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
 def _units(cfg: Config) -> int:
-    n_runs = sum(len(cfg.ga_lrs if m == "gradient_ascent" else cfg.budgets) for m in cfg.methods)
+    n_runs = sum(len(cfg.ga_lrs if m == BASELINE else cfg.budgets) for m in cfg.methods)
     total = 0
     if "digits" in cfg.experiments:
         total += n_runs
     if "gpt" in cfg.experiments:
-        n_gpt = sum(len((cfg.gpt_ga_lrs or cfg.ga_lrs) if m == "gradient_ascent" else (cfg.gpt_budgets or cfg.budgets))
+        n_gpt = sum(len((cfg.gpt_ga_lrs or cfg.ga_lrs) if m == BASELINE else (cfg.gpt_budgets or cfg.budgets))
                     for m in cfg.methods)
         total += n_gpt + cfg.gpt_steps * (2 if cfg.gpt_retrain else 1)
     return total
 
 
-def run_benchmark(cfg: Config, *, progress: bool = True, out: Path | None = None, plot: bool = True) -> dict[str, Any]:
-    """Run the configured experiments; write ``unlearn.json`` (and the PNGs) to ``out`` if given."""
+def run_benchmark(cfg: Config) -> dict[str, Any]:
+    """Run the configured experiments with ``cfg.threads`` torch threads (BLAS pools left alone, as before the move
+    to :mod:`scale.bench`); :func:`write_outputs` writes the JSON and the PNGs."""
     cfg.validate()
-    old = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=_units(cfg), desc="unlearn", unit="run")
+    bar = tqdm(total=_units(cfg), desc="unlearn", unit="run") if cfg.progress else None
     try:
-        results = {}
-        for e in cfg.experiments:
-            if bar is not None:
-                bar.set_description(f"unlearn {e}")
-            results[e] = RUNNERS[e](cfg, bar)
+        with thread_limit(cfg.threads, blas=None):
+            prov = {**provenance(torch.get_num_threads()), "device": str(_device(cfg))}
+            results = {}
+            for e in cfg.experiments:
+                if bar is not None:
+                    bar.set_description(f"unlearn {e}")
+                results[e] = RUNNERS[e](cfg, bar)
     finally:
         if bar is not None:
             bar.close()
-        torch.set_num_threads(old)
-    result = {"config": asdict(cfg), "provenance": provenance(cfg), "experiments": results}
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / JSON_NAME).write_text(json.dumps(result, indent=1, default=float))
-        if plot:
-            for e, r in results.items():
-                plot_experiment(e, r, cfg, out / plot_name(e))
-    return result
+    record = {k: v for k, v in config_to_dict(cfg).items() if k not in _RUN_ONLY}
+    return {"config": record, "provenance": prov, "experiments": results}
 
 
-COLORS = {"kfade-kfac": "tab:blue", "kfade-ekfac": "tab:green", "gradient_ascent": "tab:red"}
+def write_outputs(result: dict[str, Any], cfg: Config) -> Path:
+    """``cfg.out/unlearn.json`` and, with ``cfg.plot``, one PNG per experiment; returns the JSON's path."""
+    path = save_json(result, cfg.out, JSON_NAME)
+    if cfg.plot:
+        for e, r in result["experiments"].items():
+            plot_experiment(e, r, cfg, Path(cfg.out) / plot_name(e))
+    return path
+
+
+COLORS = {"kfade-kfac": "tab:blue", "kfade-ekfac": "tab:green", "gradient-ascent": "tab:red"}
 
 
 RANGE_TEXT = {"to_retrained": "1-100% of the retrained model's forget-loss increase",
@@ -800,11 +863,7 @@ def range_text(name: str, kl_cap: float) -> str:
 def plot_experiment(name: str, r: dict[str, Any], cfg: Config, path: Path | str) -> None:
     """Up to three panels: retain KL against the forget-loss increase (points, envelopes, the headline range
     shaded), retain KL against the forget accuracy, and the distance to the retrained model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     dist_key = "distance_to_retrained"
     pts_all = [p for p in r["points"] if p.get("step") is not None]
     has_dist = any(dist_key in p for p in pts_all)
@@ -893,7 +952,7 @@ def _grid_warnings(r: dict[str, Any]) -> list[str]:
     for m, c in r["grid_check"].items():
         ends = [w for w, k in (("smallest", "smallest_binding"), ("largest", "largest_binding")) if c.get(k)]
         if ends:
-            what = "step size" if m == "gradient_ascent" else "budget"
+            what = "step size" if m == BASELINE else "budget"
             out.append(f"{m}: the frontier on the compared range depends on the grid's {' and '.join(ends)} {what} "
                        "(without its points it changes); a wider grid could lower it there")
     return out
@@ -912,7 +971,7 @@ def format_summary(result: dict[str, Any]) -> str:
                      + (f" (retrained: {r['retrained']['forget_loss']:.3f})" if r.get("retrained") else "")
                      + f"; {setup['steps']} steps per run")
         for m, g in setup["grids"].items():
-            what = "step sizes" if m == "gradient_ascent" else "KL budgets"
+            what = "step sizes" if m == BASELINE else "KL budgets"
             lines.append(f"  {m}: {len(g)} {what} {min(g):.3g} .. {max(g):.3g}"
                          + (f", damping {r['damping'][m]['lambda']:.3g} ({r['damping'][m]['factor']:g} x mean "
                             f"eigenvalue {r['damping'][m]['mean_eigenvalue']:.3g})"
@@ -921,7 +980,7 @@ def format_summary(result: dict[str, Any]) -> str:
         order = [r["primary_range"]] + [x for x in RANGES if x != r["primary_range"]]
         for rng in order:
             for m, d in r["dominance"].get(rng, {}).items():
-                head = f"  {m} vs gradient_ascent, {rng}{' (headline)' if rng == r['primary_range'] else ''}"
+                head = f"  {m} vs gradient-ascent, {rng}{' (headline)' if rng == r['primary_range'] else ''}"
                 if d["fraction_lower"] is None:
                     lines.append(f"{head}: no common range ({range_text(rng, r['kl_cap'])})")
                     continue
@@ -942,7 +1001,7 @@ def format_summary(result: dict[str, Any]) -> str:
             for m, kls in acc["least_kl"].items():
                 ratio = acc["ratio"].get(m)
                 lines.append(f"    {m}: " + ", ".join(_fmt(k) for k in kls)
-                             + (f"  (ratio to gradient_ascent {', '.join(_fmt(x) for x in ratio)})" if ratio else ""))
+                             + (f"  (ratio to gradient-ascent {', '.join(_fmt(x) for x in ratio)})" if ratio else ""))
         lines.append(f"  largest forget-loss increase with retain KL <= {r['kl_cap']:g}: "
                      + ", ".join(f"{m} {u:.3g}" for m, u in r["reach"].items()))
         for m, p in r["matched"].items():
@@ -962,13 +1021,11 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- report section
-def report_section(ctx) -> Any:
-    """The report's "Gauss–Newton unlearning" section (to be registered in :mod:`scale.report`)."""
-    from .report import SectionResult, fmt_num, md_table
-
-    smoke = ctx.config.mode == "quick"
-    cfg = Config(**(SMOKE if smoke else QUICK), threads=ctx.config.threads or 1)
-    result = run_benchmark(cfg, progress=ctx.config.progress, out=None, plot=False)
+@register_section("unlearning", "Gauss–Newton unlearning", order=70)
+def report_section(ctx: ReportContext) -> SectionResult:
+    cfg = Config(**PRESETS["smoke" if ctx.quick else "quick"], threads=ctx.config.threads or 1,
+                 progress=ctx.config.progress, plot=False)
+    result = run_benchmark(cfg)
     figs = []
     text = (
         "**K-FADE against gradient ascent** (McKinney et al. 2026, arXiv:2602.10568; our reconstruction of the "
@@ -983,7 +1040,7 @@ def report_section(ctx) -> Any:
         + f", {cfg.fisher_type} Fisher. Retain KL E KL(p₀‖p) on held-out retain data; a method's frontier is the "
         "least KL reaching a given forget-loss increase. The headline range is 1–100% of the retrained model's "
         "forget-loss increase (beyond it the cross-entropy of a forgotten class grows without bound). Quick "
-        "configuration; `python -m scale.unlearn` runs the full one.\n\n"
+        "configuration; `python -m scale.bench.unlearning` runs the full one.\n\n"
     )
     rows = []
     for e, r in result["experiments"].items():
@@ -1042,119 +1099,29 @@ def report_section(ctx) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- CLI
-def _floats(s: str) -> float:
-    try:
-        return float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-
-
-def parser() -> argparse.ArgumentParser:
-    d = Config()
-    p = argparse.ArgumentParser(
-        prog="python -m scale.unlearn",
-        description=(
-            "Gauss-Newton unlearning (K-FADE, McKinney et al. 2026, arXiv:2602.10568) against gradient ascent: "
-            "the frontier of forget-loss increase against retain-set KL, and the distance to a model retrained "
-            "without the forget set, on a digits MLP (forget one class) and a character-level GPT on "
-            "tiny-shakespeare (forget one speaker). Writes OUT/unlearn.json and OUT/unlearn_<experiment>.png."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--experiments", nargs="+", default=list(d.experiments), choices=EXPERIMENTS, metavar="NAME",
-                   help=f"experiments to run ({', '.join(EXPERIMENTS)})")
-    p.add_argument("--methods", nargs="+", default=list(d.methods), choices=METHODS, metavar="NAME",
-                   help=f"methods to compare ({', '.join(METHODS)})")
-    p.add_argument("--quick", action="store_true",
-                   help="a configuration that runs both experiments in well under a minute on a CPU (overrides the "
-                        "sizes, steps and sweeps below)")
-    p.add_argument("--steps", type=int, default=d.steps,
-                   help="unlearning steps per run, the same for every method (every step is a point)")
-    p.add_argument("--budgets", type=_floats, nargs="+", default=list(d.budgets),
-                   help="K-FADE per-step KL budgets epsilon (one run each)")
-    p.add_argument("--ga-lrs", type=_floats, nargs="+", default=list(d.ga_lrs),
-                   help="gradient-ascent step sizes (one run each; the default has as many values as --budgets, so "
-                        "that neither method's frontier gets more candidate points)")
-    p.add_argument("--damping", type=float, default=d.damping,
-                   help="Tikhonov damping of (G_r + lambda I): with --damping-rule relative, lambda is this times the "
-                        "mean eigenvalue of each K-FADE variant's curvature approximation (0.1: kronfluence's "
-                        "heuristic); with absolute, lambda itself")
-    p.add_argument("--damping-rule", choices=DAMPING_RULES, default=d.damping_rule,
-                   help="how --damping sets lambda (relative to the curvature's mean eigenvalue, or absolute)")
-    p.add_argument("--fisher-type", choices=FISHER_TYPES, default=d.fisher_type,
-                   help="what the K-FAC output factor averages: type2 (exact GGN), mc (sampled labels), empirical")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of data splits, initializations and windows")
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 keeps torch's choice)")
-    p.add_argument("--grid", type=int, default=d.grid, help="grid points of the frontier comparison")
-    p.add_argument("--kl-cap", type=float, default=d.kl_cap,
-                   help="the frontiers are also compared on the forget-loss increases both methods reach with "
-                        "retain KL at most this (nats): the range where the model is still usable")
-    g = p.add_argument_group("digits experiment")
-    g.add_argument("--digits-class", type=int, default=d.digits_class, help="the class to forget")
-    g.add_argument("--digits-hidden", type=int, default=d.digits_hidden,
-                   help="hidden width of the MLP (128: 9.6k parameters)")
-    g.add_argument("--digits-epochs", type=int, default=d.digits_epochs, help="full-batch Adam steps of training")
-    g.add_argument("--digits-lr", type=float, default=d.digits_lr, help="Adam learning rate")
-    g.add_argument("--digits-weight-decay", type=float, default=d.digits_weight_decay,
-                   help="mu of the mu/2 ||theta||^2 term in the training objective")
-    g = p.add_argument_group("gpt experiment")
-    g.add_argument("--speaker", default=d.speaker,
-                   help="speaker to forget (as in the text, e.g. ROMEO); auto: the one with the most speeches")
-    g.add_argument("--gpt-layers", type=int, default=d.gpt_layers, help="transformer blocks")
-    g.add_argument("--gpt-heads", type=int, default=d.gpt_heads, help="attention heads")
-    g.add_argument("--gpt-embd", type=int, default=d.gpt_embd, help="width")
-    g.add_argument("--gpt-block", type=int, default=d.gpt_block, help="context length")
-    g.add_argument("--gpt-steps", type=int, default=d.gpt_steps, help="AdamW training steps")
-    g.add_argument("--gpt-batch", type=int, default=d.gpt_batch, help="windows per training step")
-    g.add_argument("--gpt-lr", type=float, default=d.gpt_lr, help="AdamW peak learning rate (cosine to a tenth)")
-    g.add_argument("--gpt-forget-windows", type=int, default=d.gpt_forget_windows,
-                   help="windows of the forget set (targets: the speaker's characters)")
-    g.add_argument("--gpt-retain-windows", type=int, default=d.gpt_retain_windows,
-                   help="held-out retain windows (validation text without the speaker) for the retain KL")
-    g.add_argument("--gpt-curvature-windows", type=int, default=d.gpt_curvature_windows,
-                   help="retain windows (training text without the speaker) for K-FAC / EK-FAC")
-    g.add_argument("--gpt-budgets", type=_floats, nargs="+", default=list(d.gpt_budgets),
-                   help="K-FADE per-step KL budgets for the GPT")
-    g.add_argument("--gpt-ga-lrs", type=_floats, nargs="+", default=list(d.gpt_ga_lrs),
-                   help="gradient-ascent step sizes for the GPT")
-    g.add_argument("--no-gpt-retrain", dest="gpt_retrain", action="store_false",
-                   help="skip retraining the GPT without the speaker (no distance to a retrained model)")
-    p.add_argument("--out", type=Path, default=Path("reports/unlearn"), help="output folder (created if missing)")
-    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNGs")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    fields = {f for f in Config.__dataclass_fields__}
-    kw = {k: v for k, v in vars(args).items() if k in fields}
-    for k in ("experiments", "methods", "budgets", "ga_lrs"):
-        kw[k] = tuple(kw[k])
-    for k in ("gpt_budgets", "gpt_ga_lrs"):
-        if kw.get(k) is not None:
-            kw[k] = tuple(kw[k])
-    cfg = Config(**kw)
-    if args.quick:
-        cfg = replace(cfg, **QUICK)
-    return cfg
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    cfg = config_from_args(args)
-    try:
-        cfg.validate()
-        if "gpt" in cfg.experiments and cfg.speaker != "auto":
-            check_speaker(cfg.speaker)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = run_benchmark(cfg, progress=args.progress, out=args.out, plot=args.plot)
+def _run(cfg: Config) -> int:
+    cfg.validate()
+    if "gpt" in cfg.experiments and cfg.speaker != "auto":
+        check_speaker(cfg.speaker)  # before hours of work, not after the digits experiment
+    result = run_benchmark(cfg)
     print(format_summary(result))
-    print(f"results written to {Path(args.out) / JSON_NAME}")
+    print(f"results written to {write_outputs(result, cfg)}")
     return 0
 
+
+COMMAND = Command(
+    prog="python -m scale.bench.unlearning",
+    description=textwrap.fill(
+        "Gauss-Newton unlearning (K-FADE, McKinney et al. 2026, arXiv:2602.10568) against gradient ascent: the "
+        "frontier of forget-loss increase against retain-set KL, and the distance to a model retrained without the "
+        "forget set, on a digits MLP (forget one class) and a character-level GPT on tiny-shakespeare (forget one "
+        "speaker). The benchmark trains the original model (all training data) and the retrained one (without the "
+        "forget set) itself, then unlearns from the original with each method. "
+        f"Writes OUT/{JSON_NAME} and OUT/unlearn_<experiment>.png."
+    ),
+    config=Config, run=_run, presets=PRESETS, preset_flags=True,
+)
+main = COMMAND.main
 
 if __name__ == "__main__":
     raise SystemExit(main())

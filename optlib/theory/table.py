@@ -1,7 +1,23 @@
-"""The standard runs behind :func:`optlib.theory.regularized_newton.theorem_table`.
+"""The theorem table: every statement of :mod:`optlib.theory.regularized_newton` run on its problems.
 
-Each statement runs on the problem of :mod:`optlib.theory.standard` chosen for it; every check is
-tagged with ``details["problem"]`` and ``details["method"]``.
+This module is the top of :mod:`optlib.theory`: it imports the checkers and the problem library
+(:mod:`optlib.problems`), and nothing in the package imports it except ``__init__`` and ``__main__``.
+Every problem comes from :mod:`optlib.problems` (exact constants, closed-form or independently certified
+optima); the parameters chosen here are the statements' instances, shared with ``tests/theorems``:
+
+* :func:`rosenbrock_instance` - Rosenbrock's function from Rosenbrock's start ``(-1.2, 1)``;
+* :func:`chebyshev_instance` - Nesterov's Chebyshev-Rosenbrock function
+  ``(x_1 - 1)^2/4 + sum_i (x_{i+1} - 2 x_i^2 + 1)^2`` (the library's chain with ``p = 2, scale = 2``);
+* :func:`logistic_instance` - l2-regularized logistic regression, 400 samples in dimension 10, feature
+  scales log-spaced from 1 down to ``1/cond`` (so ``cond(A)`` is about ``cond``), labels from a planted
+  vector of norm 3 in the unscaled features (:func:`optlib.problems.synthetic_logistic`);
+* :func:`quadratic_instance` - the quadratic with spectrum ``(1, 2, 5, 10, 30)`` and a random start of
+  scale 3;
+* :func:`optlib.problems.pseudo_huber`, :func:`optlib.problems.lse_cubic`,
+  :func:`optlib.problems.cubic_lipschitz` - convex, with derived Hessian Lipschitz constants.
+
+Every check is tagged with ``details["problem"]`` (the problem's name) and ``details["method"]``.
+``python -m optlib.theory [--full]`` prints the table.
 """
 
 from __future__ import annotations
@@ -14,11 +30,22 @@ import torch
 
 from ..linalg.cubic import CubicSubproblem
 from ..linalg.regularized import Metric
-from ..problem import Constants, Problem
+from ..problem import Problem
+from ..problems import (
+    chebyshev_rosenbrock,
+    cubic_lipschitz,
+    logistic_regression,
+    lse_cubic,
+    pseudo_huber,
+    quadratic,
+    quadratic_from_matrix,
+    rosenbrock,
+    rosenbrock_nle,
+    synthetic_logistic,
+)
 from ..second_order import grad_norm_newton, regularized_newton
 from ..second_order.driver import run as run_rule
 from ..second_order.grad_norm_newton import GradNormRule
-from . import standard
 from .common import TheoremCheck
 from .regularized_newton import (
     TrialRecorder,
@@ -40,6 +67,39 @@ GAMMA_MIN = 1e-9
 SWEEP_CONDS = (1e1, 1e2, 1e3, 1e4)
 SWEEP_REG = 1e-4
 
+ROSENBROCK_START = (-1.2, 1.0)
+CHEBYSHEV_SCALE = 2.0
+LOGISTIC_SAMPLES, LOGISTIC_DIM, LOGISTIC_SIGNAL = 400, 10, 3.0
+QUADRATIC_EIGENVALUES = (1.0, 2.0, 5.0, 10.0, 30.0)
+QUADRATIC_START_SCALE = 3.0
+
+
+# ------------------------------------------------------------------------------------------------
+# The statements' instances (all built by optlib.problems)
+# ------------------------------------------------------------------------------------------------
+def rosenbrock_instance(x0: Any = ROSENBROCK_START) -> Problem:
+    """:func:`optlib.problems.rosenbrock` (``a = 1, b = 100``) from ``x0``, by default Rosenbrock's ``(-1.2, 1)``."""
+    return rosenbrock(x0=x0)
+
+
+def chebyshev_instance(n: int) -> Problem:
+    """Nesterov's Chebyshev-Rosenbrock function in dimension ``n`` (:func:`optlib.problems.chebyshev_rosenbrock`
+    with ``p = 2`` and ``scale = 2``); ``x0 = (-1, 1, ..., 1)``, ``x* = 1``, ``f* = 0``."""
+    return chebyshev_rosenbrock(n, p=2, scale=CHEBYSHEV_SCALE)
+
+
+def logistic_instance(cond: float, reg: float, seed: int = 0) -> Problem:
+    """Logistic regression with ``cond(A)`` about ``cond`` and regularization ``reg``
+    (:func:`optlib.problems.synthetic_logistic`: 400 samples, dimension 10, scales from 1 down to ``1/cond``,
+    labels planted with signal 3 in the unscaled features); ``x0 = 0``, certified ``f*``."""
+    return synthetic_logistic(LOGISTIC_SAMPLES, LOGISTIC_DIM, scale_min=1.0 / cond, scale_max=1.0, seed=seed,
+                              reg=reg, descending=True, signal=LOGISTIC_SIGNAL)
+
+
+def quadratic_instance(seed: int = 0) -> Problem:
+    """:func:`optlib.problems.quadratic` with spectrum ``(1, 2, 5, 10, 30)`` and a random start of scale 3."""
+    return quadratic(QUADRATIC_EIGENVALUES, seed=seed, x0_scale=QUADRATIC_START_SCALE)
+
 
 def tag(check: TheoremCheck, problem: str, method: str, **extra: Any) -> TheoremCheck:
     """A copy of ``check`` with ``problem``/``method`` (and ``extra``) added to its details."""
@@ -58,11 +118,11 @@ def recorded_grad_norm_run(problem: Problem, rule: GradNormRule | None = None, g
 def invariant_checks(quick: bool) -> list[TheoremCheck]:
     """Statements 1 and 2 (any curvature) and 1.1 (PSD curvature only) on non-convex and convex problems."""
     out = []
-    problems = [(standard.rosenbrock(), "exact"), (standard.logistic(cond=100.0, reg=SWEEP_REG), "bohning"),
-                (standard.pseudo_huber(), "exact")]
+    problems = [(rosenbrock_instance(), "exact"), (logistic_instance(100.0, SWEEP_REG), "bohning"),
+                (pseudo_huber(), "exact")]
     if not quick:
-        problems += [(standard.chebyshev_rosenbrock(3), "exact"), (standard.lse_cubic(), "exact"),
-                     (standard.logistic(cond=100.0, reg=SWEEP_REG), "exact")]
+        problems += [(chebyshev_instance(3), "exact"), (lse_cubic(), "exact"),
+                     (logistic_instance(100.0, SWEEP_REG), "exact")]
     for p, hess in problems:
         res, rec = recorded_grad_norm_run(p, hessian=hess, maxiter=2000, gtol=1e-10)
         m = f"grad-norm-newton ({hess} H)"
@@ -74,6 +134,7 @@ def invariant_checks(quick: bool) -> list[TheoremCheck]:
 
 
 def iterations_to(problem: Problem, hessian: Any, eps: float, maxiter: int) -> tuple[int, bool]:
+    """Iterations of ``grad_norm_newton`` until ``f - f* <= eps``, and whether it got there."""
     res = grad_norm_newton(problem, problem.x0, hessian=hessian, maxiter=maxiter, gtol=0.0,
                            f_target=problem.f_star + eps)
     return int(res.nit), bool(res.success)
@@ -84,25 +145,23 @@ def linear_rate_checks(quick: bool) -> list[TheoremCheck]:
     out = []
     seeds = (0,) if quick else (0, 1, 2)
     for seed in seeds:
-        p = standard.logistic(cond=100.0, reg=SWEEP_REG, seed=seed)
+        p = logistic_instance(100.0, SWEEP_REG, seed)
         res = grad_norm_newton(p, p.x0, hessian="bohning", maxiter=5000, gtol=0.0, f_target=p.f_star + 1e-13)
         out.append(tag(linear_rate(res, p.f_star), p.name, "grad-norm-newton (bohning H)"))
-        counts = [iterations_to(standard.logistic(cond=c, reg=SWEEP_REG, seed=seed), "bohning", 1e-8, 5000)
-                  for c in SWEEP_CONDS]
+        counts = [iterations_to(logistic_instance(c, SWEEP_REG, seed), "bohning", 1e-8, 5000) for c in SWEEP_CONDS]
+        sweep = (f"logreg-synthetic[n={LOGISTIC_SAMPLES},d={LOGISTIC_DIM},scale_min=1/cond,scale_max=1.0,seed={seed},"
+                 f"reg={SWEEP_REG:g},descending=True,signal={LOGISTIC_SIGNAL}], cond = 1e1..1e4")
         out.append(tag(condition_sweep(SWEEP_CONDS, [n for n, _ in counts], reached=[ok for _, ok in counts]),
-                       f"logistic(cond=1e1..1e4, reg={SWEEP_REG:g}, seed={seed})", "grad-norm-newton (bohning H)"))
+                       sweep, "grad-norm-newton (bohning H)"))
     return out
 
 
 def k2_checks(quick: bool) -> list[TheoremCheck]:
     """Statement 4 for the adaptive method (exact H) and Mishchenko's method with fixed H = L2."""
     out = []
-    problems = [standard.pseudo_huber(), standard.lse_cubic()]
+    problems = [pseudo_huber(), lse_cubic()]
     if not quick:
-        from ..problems import cubic_lipschitz
-
-        problems += [standard.pseudo_huber(n=16, t0=3.0, seed=1), standard.lse_cubic(c=0.0, scale=3.0, seed=1),
-                     cubic_lipschitz()]
+        problems += [pseudo_huber(n=16, t0=3.0, seed=1), lse_cubic(c=0.0, scale=3.0, seed=1), cubic_lipschitz()]
     for p in problems:
         L2, D = p.constants.L2, float(torch.linalg.vector_norm(p.x0 - p.x_star))
         res = grad_norm_newton(p, p.x0, maxiter=500, gtol=1e-10)
@@ -114,11 +173,9 @@ def k2_checks(quick: bool) -> list[TheoremCheck]:
 
 def nonconvex_checks(quick: bool) -> list[TheoremCheck]:
     """Statement 5 on Rosenbrock and Chebyshev-Rosenbrock."""
-    problems = [standard.rosenbrock(), standard.chebyshev_rosenbrock(3)]
+    problems = [rosenbrock_instance(), chebyshev_instance(3)]
     if not quick:
-        from ..problems import rosenbrock_nle
-
-        problems += [standard.rosenbrock(x0=(-2.0, 2.0)), standard.chebyshev_rosenbrock(4), rosenbrock_nle()]
+        problems += [rosenbrock_instance(x0=(-2.0, 2.0)), chebyshev_instance(4), rosenbrock_nle()]
     out = []
     for p in problems:
         res = grad_norm_newton(p, p.x0, maxiter=5000, gtol=1e-10)
@@ -131,12 +188,10 @@ def superlinear_checks(quick: bool) -> list[TheoremCheck]:
     seeds = (0,) if quick else (0, 1, 2)
     out = []
     for seed in seeds:
-        p = standard.logistic(cond=10.0, reg=1e-3, seed=seed)
+        p = logistic_instance(10.0, 1e-3, seed)
         res = grad_norm_newton(p, p.x0, maxiter=200, gtol=1e-15)
         out.append(tag(local_superlinear(res, p.f_star), p.name, "grad-norm-newton (exact H)"))
     if not quick:
-        from ..problems import logistic_regression
-
         p = logistic_regression("breast_cancer")
         res = grad_norm_newton(p, p.x0, maxiter=200, gtol=0.0, f_target=p.f_star + 1e-15)
         out.append(tag(local_superlinear(res, p.f_star), p.name, "grad-norm-newton (exact H)"))
@@ -144,51 +199,45 @@ def superlinear_checks(quick: bool) -> list[TheoremCheck]:
 
 
 # ------------------------------------------------------------------------------------------------
-def quadratic_problem(Q: np.ndarray, c: np.ndarray, x0: np.ndarray, name: str) -> Problem:
-    """``1/2 x^T Q x - c^T x`` as a Problem (closed-form gradient and Hessian)."""
-    Qt, ct = torch.tensor(Q), torch.tensor(c)
-
-    def value_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        Qx = Qt @ x
-        return 0.5 * torch.dot(x, Qx) - torch.dot(ct, x), Qx - ct
-
-    xs = np.linalg.solve(Q, c)
-    return Problem(lambda x: value_and_grad(x)[0], len(c), value_and_grad=value_and_grad, hess=lambda x: Qt,
-                   constants=Constants(convex=True), f_star=-0.5 * float(c @ xs), x_star=torch.tensor(xs),
-                   x0=torch.tensor(x0), name=name)
-
-
 def sqrtm_spd(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(B^{1/2}, B^{-1/2})`` of a symmetric positive definite matrix (eigendecomposition)."""
     w, V = np.linalg.eigh(B)
     return (V * np.sqrt(w)) @ V.T, (V / np.sqrt(w)) @ V.T
 
 
+def metric_and_transformed(p: Problem, seed: int) -> tuple[np.ndarray, np.ndarray, Problem]:
+    """Statement 7c's metric ``B`` (random SPD, seeded by ``seed + 100``), ``B^{-1/2}``, and the quadratic of
+    ``p`` in ``z = B^{1/2} x``: ``1/2 z^T (B^{-1/2} A B^{-1/2}) z - (B^{-1/2} b)^T z`` from ``B^{1/2} x0``."""
+    A, b, x0 = p.data["A"], p.data["b"], p.x0.numpy()
+    rng = np.random.default_rng(seed + 100)
+    G = rng.normal(size=A.shape)
+    B = G @ G.T / A.shape[0] + 0.5 * np.eye(A.shape[0])
+    Bh, Bmh = sqrtm_spd(B)
+    pz = quadratic_from_matrix(Bmh @ A @ Bmh, Bmh @ b, x0=Bh @ x0, name="quadratic in z = B^{1/2} x")
+    return B, Bmh, pz
+
+
 def equivalence_checks(seed: int = 0) -> list[TheoremCheck]:
     """Statement 7a-c on a quadratic (closed-form references, numpy)."""
-    p = standard.quadratic(seed=seed)
-    Q, c, x0 = p.Q, p.c, p.x0.numpy()
+    p = quadratic_instance(seed)
+    A, b, x0 = p.data["A"], p.data["b"], p.x0.numpy()
     out = []
     # 7a: H = 0, fixed radius -> normalized gradient steps.
     gamma, steps = 0.5, 10
     cb, xs = collect_iterates()
     grad_norm_newton(p, p.x0, hessian=None, gamma0=gamma, adaptive=False, maxiter=steps, gtol=0.0, callback=cb)
-    ref = normalized_gradient_reference(lambda x: Q @ x - c, x0, gamma, steps)
+    ref = normalized_gradient_reference(lambda x: A @ x - b, x0, gamma, steps)
     out.append(tag(iterates_match("7a H = 0 is the normalized gradient method", xs, ref,
                                   statement="H = 0: x+ = x - (gamma/||g||) g, to 1e-10"),
                    p.name, "grad-norm-newton (H = 0)"))
     # 7b: tiny lambda (huge gamma0) with the exact Hessian -> one Newton step lands on x*.
     cb, xs = collect_iterates()
     grad_norm_newton(p, p.x0, hessian="exact", gamma0=1e16, adaptive=False, maxiter=1, gtol=0.0, callback=cb)
-    out.append(tag(iterates_match("7b tiny lambda is Newton", xs, [np.linalg.solve(Q, c)],
-                                  statement="lambda -> 0, exact H: x_1 = x0 - Q^{-1} g_0 = x*, to 1e-10"),
+    out.append(tag(iterates_match("7b tiny lambda is Newton", xs, [np.linalg.solve(A, b)],
+                                  statement="lambda -> 0, exact H: x_1 = x0 - A^{-1} g_0 = x*, to 1e-10"),
                    p.name, "grad-norm-newton (exact H, gamma0 = 1e16)"))
     # 7c: metric B equals the change of variables x = B^{-1/2} z (adaptive runs, exact H).
-    rng = np.random.default_rng(seed + 100)
-    G = rng.normal(size=Q.shape)
-    B = G @ G.T / Q.shape[0] + 0.5 * np.eye(Q.shape[0])
-    Bh, Bmh = sqrtm_spd(B)
-    pz = quadratic_problem(Bmh @ Q @ Bmh, Bmh @ c, Bh @ x0, "quadratic in z = B^{1/2} x")
+    B, Bmh, pz = metric_and_transformed(p, seed)
     cbx, xs = collect_iterates()
     grad_norm_newton(p, p.x0, hessian="exact", B=torch.tensor(B), gamma0=0.1, maxiter=30, gtol=1e-9, callback=cbx)
     cbz, zs = collect_iterates()
@@ -215,6 +264,7 @@ def cubic_cases(seed: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor, fl
 
 
 def cubic_checks(seed: int = 0) -> list[TheoremCheck]:
+    """Statement 8 on :func:`cubic_cases`, solved by :class:`optlib.linalg.CubicSubproblem`."""
     out = []
     for label, A, g, M, B in cubic_cases(seed):
         metric = Metric(B)
@@ -223,9 +273,13 @@ def cubic_checks(seed: int = 0) -> list[TheoremCheck]:
     return out
 
 
-def build_table(quick: bool = True) -> list[TheoremCheck]:
-    """All checks. Runs with one torch thread (restored afterwards): the problems are tiny, and
-    intra-op threads on a loaded machine cost far more than they save."""
+def theorem_table(quick: bool = True) -> list[TheoremCheck]:
+    """Run every statement on its problems; return the checks (the report's "measured vs bound").
+
+    ``quick=True`` keeps the whole table well under a minute on two cores; ``quick=False`` adds seeds and
+    problems. Runs with one torch thread (restored afterwards): the problems are tiny, and intra-op threads
+    on a loaded machine cost far more than they save.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -244,20 +298,16 @@ def build_table(quick: bool = True) -> list[TheoremCheck]:
 
 
 def format_table(checks: list[TheoremCheck]) -> str:
-    """A plain-text "measured vs bound" table."""
-    lines = [f"{'statement':42s} {'problem':48s} {'method':40s} {'measured':>12s} {'bound':>12s}  verdict"]
-    for c in checks:
-        lines.append(f"{c.name[:42]:42s} {str(c.details.get('problem', ''))[:48]:48s} "
-                     f"{str(c.details.get('method', ''))[:40]:40s} {c.measured:12.4g} {c.bound:12.4g}  "
-                     f"{'holds' if c.holds else 'FAILS'}")
-    return "\n".join(lines)
+    """The checks as a plain-text "measured vs bound" table (columns as wide as their longest entry)."""
+    rows = [(c.name, str(c.details.get("problem", "")), str(c.details.get("method", "")), f"{c.measured:.4g}",
+             f"{c.bound:.4g}", "holds" if c.holds else "FAILS") for c in checks]
+    header = ("statement", "problem", "method", "measured", "bound", "verdict")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
 
+    def line(cells: tuple[str, ...]) -> str:
+        left = [f"{cell:<{w}s}" for cell, w in zip(cells[:3], widths[:3])]
+        right = [f"{cell:>{w}s}" for cell, w in zip(cells[3:5], widths[3:5])]
+        return " ".join(left + right) + "  " + cells[5]
 
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-    import time
+    return "\n".join(line(r) for r in [header, *rows])
 
-    t0 = time.perf_counter()
-    table = build_table(quick="--full" not in sys.argv)
-    print(format_table(table))
-    print(f"{len(table)} checks, {sum(not c.holds for c in table)} failing, {time.perf_counter() - t0:.1f} s")

@@ -1,4 +1,5 @@
-"""The time-to-target harness (scale.compare) and the performance profiles (scale.profiles).
+"""The time-to-target harness (scale.bench.second_order) and the performance profiles
+(scale.bench.performance_profile).
 
 No assertion here depends on how fast anything ran: times only need to be finite and positive.
 """
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 from optlib import Problem
-from scale import compare, profiles
+from scale.bench import common
+from scale.bench import performance_profile as profiles
+from scale.bench import second_order as compare
 
 
 def tiny_logistic(n: int = 60, d: int = 4, seed: int = 0) -> Problem:
@@ -181,7 +184,7 @@ def test_curve_rows_are_long_format(records):
 
 def test_thread_limit_restores():
     before = torch.get_num_threads()
-    with compare.thread_limit(1):
+    with common.thread_limit(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 

@@ -1,6 +1,9 @@
 r"""Benchmarks of the training entry point ``scale.train`` on tiny-shakespeare (character level).
 
-``python -m scale.train_bench COMMAND`` with four commands; each writes JSON and a PNG under ``--out``:
+``python -m scale.bench.training COMMAND`` with four commands; each writes JSON (and a PNG) under ``--out``.
+Every run starts from a ``scale.train`` preset (``--train-preset``, default ``shakespeare-char-cpu``) with the
+``--set SECTION.KEY=VALUE`` settings on top; ``--preset quick`` / ``--preset report`` pick the settings the
+report runs in its quick and default modes.
 
 ``throughput``
     Tokens per second of :func:`scale.train.train` against a plain PyTorch loop on the same model
@@ -21,8 +24,9 @@ r"""Benchmarks of the training entry point ``scale.train`` on tiny-shakespeare (
     AdamW, Muon (Jordan et al. 2024) and Drop-Muon (Gruntkowska, Maziane, Qu & Richtárik 2025,
     arXiv:2510.02239) with the uniform and the progress-shifted cutoff samplers, every method on the same
     seeds (initialization and batch order per seed). The time to target is ``wall_s`` of the first evaluation
-    whose validation loss is at most ``--target`` (:func:`time_to_target`); the ratios
-    time(method) / time(AdamW) are paired by seed.
+    whose validation loss is at most ``--target`` (:func:`time_to_target`; ``--target adamw`` takes the target
+    from AdamW's runs, as AlgoPerf takes its targets from its baselines); the ratios time(method) / time(AdamW)
+    are paired by seed.
 ``scaling``
     The scaling law with learning-rate annealing (Tissue, Wang & Wang 2024, arXiv:2408.11029, Eq. 1;
     :mod:`scale.scaling_law`), :math:`L(s) = L_0 + A\,S_1(s)^{-\alpha} - C\,S_2(s)`, fitted to the training-loss
@@ -36,52 +40,70 @@ r"""Benchmarks of the training entry point ``scale.train`` on tiny-shakespeare (
 
 The full measurements (minutes to tens of minutes on two cores)::
 
-    python -m scale.train_bench throughput
-    python -m scale.train_bench quality --seeds 2
-    python -m scale.train_bench scaling
+    python -m scale.bench.training throughput
+    python -m scale.bench.training quality --seeds 2
+    python -m scale.bench.training scaling
 
-:func:`report_section` is the report's "Training" section (:mod:`scale.report`).
+:func:`report_section` is the report's "Training" section.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import cProfile
 import dataclasses
+import inspect
 import io
-import json
 import math
 import pstats
 import random
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .config import PRESETS, TrainConfig, resolve
-from .data import BatchSampler, load_corpus
-from .dropmuon import provenance, spread
-from .metrics import read_metrics
-from .model import GPT
-from .records import json_safe
+import scale.train as train_module
+from scale import scaling_law
+from scale.cli import Command, CommandGroup, config_to_dict, option
+from scale.config import CUTOFF_SAMPLERS, OPTIMIZERS, PRESETS, TrainConfig, resolve
+from scale.data import BatchSampler, load_corpus
+from scale.metrics import MetricsWriter, read_metrics
+from scale.model import GPT
+from scale.schedules import DECAYS
+
+from .common import (
+    ReportContext,
+    SectionResult,
+    fmt_num,
+    md_table,
+    provenance,
+    pyplot,
+    register_section,
+    save_json,
+    spread,
+    thread_limit,
+)
 
 __all__ = [
     "DEFAULT_METHODS",
+    "GROUP",
     "METHODS",
     "PlainLoop",
+    "ProfileConfig",
     "QualityConfig",
     "ScalingConfig",
     "ThroughputConfig",
-    "bench_config",
     "anchor_target",
+    "bench_config",
     "centered_average",
     "format_profile",
     "main",
@@ -96,26 +118,39 @@ __all__ = [
 ]
 
 PRESET = "shakespeare-char-cpu"
+"""The ``scale.train`` preset every run starts from unless ``--train-preset`` names another."""
 TARGET = 1.88
 """Validation loss (nats per character) that nanoGPT's CPU recipe reaches on tiny-shakespeare."""
 
+
+def _spelled(names: Sequence[str], word: str) -> str:
+    """The member of ``names`` (a list of ``scale.config``) that is ``word`` up to its separators, so that the
+    spelling there (``drop-muon`` or ``dropmuon``, ``epoch-shift`` or ``epoch_shift``) is the one used here."""
+    return next(n for n in names if n.replace("-", "").replace("_", "") == word)
+
+
+DROP_MUON = _spelled(OPTIMIZERS, "dropmuon")
+"""``scale.train``'s name of the Drop-Muon optimizer."""
 METHODS: dict[str, dict[str, Any]] = {
     "adamw": {"optim.name": "adamw"},
     "muon": {"optim.name": "muon"},
-    "dropmuon-uniform": {"optim.name": "dropmuon", "optim.cutoff_sampler": "uniform"},
-    "dropmuon-shift": {"optim.name": "dropmuon", "optim.cutoff_sampler": "epoch_shift"},
-    "dropmuon-linear": {"optim.name": "dropmuon", "optim.cutoff_sampler": "linear_shift"},
+    "drop-muon-uniform": {"optim.name": DROP_MUON, "optim.cutoff_sampler": _spelled(CUTOFF_SAMPLERS, "uniform")},
+    "drop-muon-shift": {"optim.name": DROP_MUON, "optim.cutoff_sampler": _spelled(CUTOFF_SAMPLERS, "epochshift")},
+    "drop-muon-linear": {"optim.name": DROP_MUON, "optim.cutoff_sampler": _spelled(CUTOFF_SAMPLERS, "linearshift")},
 }
 """Method name -> the ``scale.train`` settings that select it (on top of the preset)."""
-DEFAULT_METHODS = ("adamw", "muon", "dropmuon-uniform", "dropmuon-shift")
+DEFAULT_METHODS = ("adamw", "muon", "drop-muon-uniform", "drop-muon-shift")
 ANCHOR = "adamw"
 GOAL_RATIO = 0.7
 SIDES = ("scale.train", "plain")
+FIT_SCHEDULES = ("constant", "cosine", "wsd")
+"""The ``scale.train`` schedules the scaling-law check can fit or predict."""
 
 THROUGHPUT_JSON, THROUGHPUT_PNG = "throughput.json", "throughput.png"
 QUALITY_JSON, QUALITY_PNG = "quality.json", "quality_val_loss.png"
 SCALING_JSON, SCALING_PNG = "scaling.json", "scaling_law.png"
 PROFILE_JSON, PROFILE_TXT = "profile.json", "profile.txt"
+OUT = Path("reports/training")
 
 # Settings every benchmark run gets: no console output, no per-run PNG, a reused output folder is fine.
 QUIET = {"run.progress": False, "run.verbose": False, "run.plot": False, "run.overwrite": True,
@@ -139,42 +174,32 @@ def parse_assignments(items: Iterable[str] | Mapping[str, Any] | None) -> dict[s
     return out
 
 
-def bench_config(overrides: Mapping[str, Any] | None = None, *, preset: str = PRESET,
+def bench_config(overrides: Mapping[str, Any] | None = None, *, train_preset: str = PRESET,
                  extra: Iterable[str] | Mapping[str, Any] | None = None) -> TrainConfig:
-    """The preset, then :data:`QUIET`, then ``overrides``, then the user's ``extra`` settings (later wins)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    """The ``scale.train`` preset, then :data:`QUIET`, then ``overrides``, then the user's ``extra`` settings
+    (the ``--set`` options; later wins)."""
+    _check_train_preset(train_preset)
     merged = {**QUIET, **dict(overrides or {}), **parse_assignments(extra)}
-    return resolve(preset, None, merged)
+    return resolve(train_preset, None, merged)
 
 
-def _preset_value(preset: str, key: str) -> Any:
+def _check_train_preset(name: str) -> None:
+    if name not in PRESETS:
+        raise ValueError(f"unknown scale.train preset {name!r} (--train-preset); valid: {', '.join(PRESETS)}")
+
+
+def _preset_value(train_preset: str, key: str) -> Any:
     section, name = key.split(".")
-    return getattr(getattr(resolve(preset), section), name)
+    return getattr(getattr(resolve(train_preset), section), name)
 
 
 def _run_train(config: TrainConfig, on_step: Callable[[int, Any, dict], Any] | None = None
                ) -> tuple[dict, list[dict]]:
-    """:func:`scale.train.train` (torch's thread count restored afterwards); its summary and metric records."""
-    from .train import train
-
-    threads = torch.get_num_threads()
-    try:
-        summary = train(config, step_callback=on_step)
-    finally:
-        torch.set_num_threads(threads)
+    """:func:`scale.train.train` and its summary and metric records; torch's thread count, which ``train``
+    sets from ``run.threads``, is restored afterwards."""
+    with thread_limit(torch.get_num_threads(), blas=None):
+        summary = train_module.train(config, step_callback=on_step)
     return summary, read_metrics(summary["metrics_path"])
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _sync(device: torch.device) -> None:
@@ -183,20 +208,50 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _single_blas_thread():
-    """One BLAS thread for numpy/scipy inside the block (``threadpoolctl``, installed with scikit-learn);
-    a no-op without it."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec)
+
+
+def _check_ints(cfg: Any, bounds: Sequence[tuple[str, int]], optional: bool = False) -> None:
+    """Each named field of ``cfg`` an integer at least its bound (``None`` too where ``optional``)."""
+    for name, lo in bounds:
+        v = getattr(cfg, name)
+        if optional and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            kind = "none or an integer" if optional else "an integer"
+            raise ValueError(f"--{name.replace('_', '-')} must be {kind} >= {lo}, got {v!r}")
+
+
+def _record(cfg: Any) -> dict[str, Any]:
+    """The settings stored in a result: the dataclass as plain values, without the output options."""
+    return {k: v for k, v in config_to_dict(cfg).items() if k not in ("out", "plot", "progress")}
+
+
+# Options every command shares (each config class declares them, after its own).
+def _train_preset_option(note: str = " (not to be confused with --preset, which picks a named set of this "
+                                    "command's settings)") -> Any:
+    return option(PRESET, "scale.train preset every run starts from" + note, choices=tuple(PRESETS))
+
+
+def _set_option() -> Any:
+    return option((), "scale.train settings applied to every run after the benchmark's own, as "
+                      "SECTION.KEY=VALUE, e.g. --set optim.ns_dtype=float32 run.device=cpu (give them all after "
+                      "one --set: a second --set replaces the first)")
+
+
+def _out_option() -> Any:
+    return option(OUT, "output folder of the JSON and PNG files (created if missing)")
+
+
+def _plot_option() -> Any:
+    return option(True, "write the PNG figure")
+
+
+def _progress_option() -> Any:
+    return option(True, "show a progress bar on stderr")
 
 
 # ---------------------------------------------------------------------------------------- the plain loop
@@ -221,8 +276,6 @@ class PlainLoop:
     """
 
     def __init__(self, config: TrainConfig, corpus=None) -> None:
-        from .train import build_schedule
-
         if config.optim.name != "adamw":
             raise ValueError(f"the plain loop is the AdamW anchor; got optim.name={config.optim.name!r} "
                              "(valid: 'adamw')")
@@ -252,7 +305,7 @@ class PlainLoop:
         self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
                                            fused=True if self.device.type == "cuda" else None)
         self.peak_lr = o.lr
-        self.schedule = build_schedule(config)
+        self.schedule = train_module.build_schedule(config)
         self.grad_clip = o.grad_clip
         self.sampler = BatchSampler(corpus.train, m.block_size, d.batch_size, r.seed)
         self.tokens_per_step = d.batch_size * m.block_size
@@ -285,36 +338,38 @@ class PlainLoop:
 # ---------------------------------------------------------------------------------------- throughput
 @dataclass
 class ThroughputConfig:
-    """Settings of the throughput comparison (recorded in the JSON)."""
+    """Settings of the throughput comparison (recorded in the JSON without out/plot/progress, which only the
+    command reads: :func:`measure_throughput` takes them as arguments)."""
 
-    preset: str = PRESET
-    steps: int = 100
-    warmup: int = 10
-    rounds: int = 5
-    threads: Sequence[int] = (1, 2)
-    seed: int = 1337
-    overrides: Sequence[str] = ()
+    steps: int = option(100, "timed optimizer steps per side per round")
+    warmup: int = option(10, "untimed steps at the start of every run")
+    rounds: int = option(5, "rounds; each runs both sides once, the side that goes first alternating")
+    threads: tuple[int, ...] = option((1, 2), "torch thread counts to measure")
+    seed: int = option(1337, "run.seed of both sides (initialization, batches)")
+    train_preset: str = _train_preset_option()
+    set: tuple[str, ...] = _set_option()
+    out: Path = _out_option()
+    plot: bool = _plot_option()
+    progress: bool = _progress_option()
 
     def validate(self) -> None:
-        for name, lo in (("steps", 1), ("warmup", 1), ("rounds", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"throughput {name} must be an integer >= {lo}, got {v!r}")
+        _check_ints(self, (("steps", 1), ("warmup", 1), ("rounds", 1)))
         if not self.threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in self.threads):
-            raise ValueError(f"throughput threads must be positive integers, got {list(self.threads)!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+            raise ValueError(f"--threads must be positive integers, got {list(self.threads)!r}")
+        _check_train_preset(self.train_preset)
+        parse_assignments(self.set)
 
 
 def _throughput_config(cfg: ThroughputConfig, threads: int, out_dir: Path) -> TrainConfig:
-    total = _preset_value(cfg.preset, "run.max_iters")
+    total = _preset_value(cfg.train_preset, "run.max_iters")
+    warmup = _preset_value(cfg.train_preset, "schedule.warmup")
     return bench_config({
         "optim.name": "adamw", "run.seed": cfg.seed, "run.threads": threads,
         # one step past the timed window: the final evaluation and checkpoint come after it
         "run.max_iters": cfg.warmup + cfg.steps + 1,
-        "schedule.total": max(total, cfg.warmup + cfg.steps + 2, _preset_value(cfg.preset, "schedule.warmup") + 1),
+        "schedule.total": max(total, cfg.warmup + cfg.steps + 2, warmup + 1),
         "run.eval_interval": 0, "run.eval_iters": 1, "run.out_dir": str(out_dir),
-    }, preset=cfg.preset, extra=cfg.overrides)
+    }, train_preset=cfg.train_preset, extra=cfg.set)
 
 
 def _time_train(config: TrainConfig, warmup: int, steps: int) -> dict[str, float]:
@@ -358,9 +413,7 @@ def measure_throughput(cfg: ThroughputConfig, *, out: Path | str | None = None, 
     the per-round rates, their medians, ``ratio`` = median scale.train / median plain and the per-round
     ratios' spread."""
     cfg.validate()
-    from tqdm.auto import tqdm
-
-    tmp = tempfile.TemporaryDirectory(prefix="train_bench_")
+    tmp = tempfile.TemporaryDirectory(prefix="bench_training_")
     per_threads: dict[str, Any] = {}
     try:
         base = _throughput_config(cfg, cfg.threads[0], Path(tmp.name) / "run")
@@ -372,7 +425,7 @@ def measure_throughput(cfg: ThroughputConfig, *, out: Path | str | None = None, 
             for threads in cfg.threads:
                 config = _throughput_config(cfg, threads, Path(tmp.name) / f"run-t{threads}")
                 rounds = []
-                with _threads(threads):
+                with thread_limit(threads, blas=None):
                     for r in range(cfg.rounds):
                         entry: dict[str, Any] = {"order": list(SIDES if r % 2 == 0 else SIDES[::-1])}
                         for side in entry["order"]:
@@ -397,20 +450,22 @@ def measure_throughput(cfg: ThroughputConfig, *, out: Path | str | None = None, 
     finally:
         tmp.cleanup()
     result = {
-        "config": {**asdict(cfg), "threads": list(cfg.threads), "overrides": list(cfg.overrides)},
+        "config": _record(cfg),
         "model": {"batch_size": base.data.batch_size, "block_size": base.model.block_size,
                   "tokens_per_step": base.data.batch_size * base.model.block_size,
                   "n_layer": base.model.n_layer, "n_embd": base.model.n_embd, "n_head": base.model.n_head},
         "provenance": provenance(cfg.threads[0]),
         "by_threads": per_threads,
     }
-    _save(result, out, THROUGHPUT_JSON, (plot_throughput, THROUGHPUT_PNG) if plot else None)
+    save_json(result, out, THROUGHPUT_JSON)
+    if out is not None and plot:
+        plot_throughput(result, Path(out) / THROUGHPUT_PNG)
     return result
 
 
 def plot_throughput(result: dict[str, Any], path: Path | str) -> None:
     """Median tokens/s per side and thread count (bars) with every round's rate (dots)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     keys = list(result["by_threads"])
     width = 0.38
@@ -439,11 +494,6 @@ def plot_throughput(result: dict[str, Any], path: Path | str) -> None:
 def _profile_components() -> dict[str, Any]:
     """The functions of one training step whose cumulative time :func:`profile_steps` reports, by code
     object (decorator wrappers removed)."""
-    import inspect
-
-    from . import train as train_module
-    from .metrics import MetricsWriter
-
     trainer_cls = getattr(train_module, "_Trainer", None)  # the training loop's class (internal)
     fns = {
         "batch (BatchSampler.next)": BatchSampler.next,
@@ -477,8 +527,6 @@ def profile_steps(config: TrainConfig, steps: int, *, top: int = 25) -> dict[str
     overheads; they show where time goes, the throughput command measures how much."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
-    from . import train as train_module
-
     total = config.schedule.total if config.schedule.total is not None else steps
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, max_iters=steps),
                                  schedule=dataclasses.replace(config.schedule, total=total))
@@ -581,50 +629,68 @@ def time_to_target(records: Iterable[dict] | str | Path, target: float) -> dict[
             "best_val_loss": best, "evaluations": len(ordered)}
 
 
+_METHOD_SETTINGS = "; ".join(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in METHODS.items())
+
+
 @dataclass
 class QualityConfig:
-    """Settings of the time-to-target comparison (recorded in the JSON).
+    """Settings of the time-to-target comparison (recorded in the JSON without out/plot/progress, which only
+    the command reads: :func:`run_quality` takes them as arguments).
 
     ``max_iters`` / ``warmup`` / ``eval_iters`` ``None`` keep the preset's values (the schedule spans the
-    run). ``target`` ``None`` derives the target from the anchor as AlgoPerf does from its baselines: the
-    best validation loss AdamW reached, on its worst seed, so that every AdamW run reaches it (at its best
-    evaluation) and the other methods are timed to AdamW's quality."""
+    run). ``target`` is a validation loss, or ``"adamw"`` (:data:`ANCHOR`): the target is then derived from
+    the anchor as AlgoPerf derives its targets from its baselines, the best validation loss AdamW reached on
+    its worst seed, so that every AdamW run reaches it (at its best evaluation) and the other methods are timed
+    to AdamW's quality."""
 
-    preset: str = PRESET
-    methods: Sequence[str] = DEFAULT_METHODS
-    seeds: int = 2
-    base_seed: int = 1337
-    target: float | None = TARGET
-    max_iters: int | None = None
-    warmup: int | None = None
-    eval_interval: int = 50
-    eval_iters: int | None = None
-    threads: int = 2
-    overrides: Sequence[str] = ()
+    methods: tuple[str, ...] = option(DEFAULT_METHODS, "methods, each a scale.train setting on top of the "
+                                                       f"preset ({_METHOD_SETTINGS})", choices=tuple(METHODS))
+    seeds: int = option(2, "number of seeds; seed i sets run.seed = base-seed + i (initialization, batch order, "
+                           "Drop-Muon cutoffs), the same for every method")
+    base_seed: int = option(1337, "run.seed of the first seed")
+    target: float | str = option(TARGET, "validation loss (nats per character) that counts as reached, or "
+                                         f"'{ANCHOR}': the best validation loss {ANCHOR} reached on its worst seed "
+                                         f"(AlgoPerf-style target; {ANCHOR} must then be among the methods)")
+    max_iters: int | None = option(None, "steps per run (none: the preset's run.max_iters; the schedule spans "
+                                         "the run)")
+    warmup: int | None = option(None, "warmup steps (none: the preset's schedule.warmup)")
+    eval_interval: int = option(50, "steps between validation evaluations; the time to target is read at these "
+                                    "points")
+    eval_iters: int | None = option(None, "validation batches per evaluation (none: the preset's run.eval_iters)")
+    threads: int = option(2, "torch threads of every run")
+    train_preset: str = _train_preset_option()
+    set: tuple[str, ...] = _set_option()
+    out: Path = _out_option()
+    plot: bool = _plot_option()
+    progress: bool = _progress_option()
+
+    @property
+    def target_from_anchor(self) -> bool:
+        """True when the target is taken from the anchor's runs (``target == "adamw"``)."""
+        return self.target == ANCHOR
 
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: "
-                             f"{', '.join(METHODS)}")
+            raise ValueError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                             f"known: {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods repeat: {list(self.methods)}")
-        for name, lo in (("seeds", 1), ("eval_interval", 1), ("threads", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"quality {name} must be an integer >= {lo}, got {v!r}")
-        for name, lo in (("max_iters", 1), ("warmup", 0), ("eval_iters", 1)):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
-                raise ValueError(f"quality {name} must be None or an integer >= {lo}, got {v!r}")
-        if self.target is None:
+            raise ValueError(f"--methods repeat: {list(self.methods)}")
+        _check_ints(self, (("seeds", 1), ("eval_interval", 1), ("threads", 1)))
+        _check_ints(self, (("max_iters", 1), ("warmup", 0), ("eval_iters", 1)), optional=True)
+        if isinstance(self.target, str):
+            if not self.target_from_anchor:
+                raise ValueError(f"--target must be a validation loss (a positive number) or "
+                                 f"'{ANCHOR}', got {self.target!r}")
             if ANCHOR not in self.methods:
-                raise ValueError(f"target=None takes the target from {ANCHOR!r}, which is not among the methods")
+                raise ValueError(f"--target {ANCHOR} takes the target from {ANCHOR!r}, which is not "
+                                 "among the --methods")
         elif (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
               or not math.isfinite(self.target) or self.target <= 0):
-            raise ValueError(f"target must be a positive validation loss or None, got {self.target!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+            raise ValueError(f"--target must be a positive validation loss or '{ANCHOR}', got "
+                             f"{self.target!r}")
+        _check_train_preset(self.train_preset)
+        parse_assignments(self.set)
 
 
 def _quality_config(cfg: QualityConfig, method: str, seed: int, out_dir: Path) -> TrainConfig:
@@ -636,7 +702,7 @@ def _quality_config(cfg: QualityConfig, method: str, seed: int, out_dir: Path) -
         o["schedule.warmup"] = cfg.warmup
     if cfg.eval_iters is not None:
         o["run.eval_iters"] = cfg.eval_iters
-    return bench_config(o, preset=cfg.preset, extra=cfg.overrides)
+    return bench_config(o, train_preset=cfg.train_preset, extra=cfg.set)
 
 
 def _quality_run(method: str, seed: int, config: TrainConfig) -> dict[str, Any]:
@@ -726,7 +792,7 @@ def _runs_dir(out: Path | str | None, runs_dir: Path | str | None
         return Path(runs_dir), None
     if out is not None:
         return Path(out) / "runs", None
-    tmp = tempfile.TemporaryDirectory(prefix="train_bench_")
+    tmp = tempfile.TemporaryDirectory(prefix="bench_training_")
     return Path(tmp.name), tmp
 
 
@@ -736,8 +802,6 @@ def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: 
     target, summaries and ratios against AdamW. ``runs_dir`` keeps each run's ``metrics.jsonl`` and last
     checkpoint (default ``out/runs``; a temporary folder without ``out``)."""
     cfg.validate()
-    from tqdm.auto import tqdm
-
     runs_dir, tmp = _runs_dir(out, runs_dir)
     seeds = [cfg.base_seed + i for i in range(cfg.seeds)]
     methods = list(cfg.methods)
@@ -756,7 +820,7 @@ def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: 
     finally:
         if tmp is not None:
             tmp.cleanup()
-    target = float(cfg.target) if cfg.target is not None else anchor_target(runs)
+    target = anchor_target(runs) if cfg.target_from_anchor else float(cfg.target)
     for run in runs:
         _set_time_to_target(run, target)
     summary, ratios = summarize_quality(runs, methods)
@@ -764,9 +828,9 @@ def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: 
     finite_medians = [r["time_to_target"]["median"] for r in ratios.values()
                       if r["time_to_target"]["n"] and math.isfinite(r["time_to_target"]["median"])]
     result = {
-        "config": {**asdict(cfg), "methods": methods, "overrides": list(cfg.overrides), "seed_values": seeds},
+        "config": {**_record(cfg), "seed_values": seeds},
         "target": target,
-        "target_source": "given" if cfg.target is not None else f"best validation loss of {ANCHOR} (worst seed)",
+        "target_source": f"best validation loss of {ANCHOR} (worst seed)" if cfg.target_from_anchor else "given",
         "train_config": {"max_iters": example.run.max_iters, "schedule": example.schedule.name,
                          "warmup": example.schedule.warmup, "batch_size": example.data.batch_size,
                          "block_size": example.model.block_size, "n_layer": example.model.n_layer,
@@ -779,18 +843,20 @@ def run_quality(cfg: QualityConfig, *, out: Path | str | None = None, runs_dir: 
         "goal": {"ratio": GOAL_RATIO, "best_median_ratio": min(finite_medians) if finite_medians else None,
                  "met": bool(finite_medians) and min(finite_medians) <= GOAL_RATIO},
     }
-    _save(result, out, QUALITY_JSON, (plot_quality, QUALITY_PNG) if plot else None)
+    save_json(result, out, QUALITY_JSON)
+    if out is not None and plot:
+        plot_quality(result, Path(out) / QUALITY_PNG)
     return result
 
 
-STYLES = {"adamw": "tab:gray", "muon": "tab:blue", "dropmuon-uniform": "tab:orange", "dropmuon-shift": "tab:green",
-          "dropmuon-linear": "tab:purple"}
+STYLES = {"adamw": "tab:gray", "muon": "tab:blue", "drop-muon-uniform": "tab:orange",
+          "drop-muon-shift": "tab:green", "drop-muon-linear": "tab:purple"}
 
 
 def plot_quality(result: dict[str, Any], path: Path | str, title: str | None = None) -> None:
     """Validation loss against the training clock (left) and against steps (right), one line per run
     (colour = method, line style = seed), the target dotted."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
     target = result["target"]
     seeds = result["config"]["seed_values"]
@@ -843,42 +909,47 @@ def centered_average(values: Sequence[float] | np.ndarray, window: int) -> np.nd
 
 @dataclass
 class ScalingConfig:
-    """Settings of the scaling-law check (recorded in the JSON). ``warmup`` / ``min_ratio`` ``None`` keep the
+    """Settings of the scaling-law check (recorded in the JSON without out/plot/progress, which only the
+    command reads: :func:`run_scaling` takes them as arguments). ``warmup`` / ``min_ratio`` ``None`` keep the
     preset's values."""
 
-    preset: str = PRESET
-    steps: int = 800
-    warmup: int | None = None
-    min_ratio: float | None = None
-    fit_schedules: Sequence[str] = ("constant", "cosine")
-    predict_schedule: str = "wsd"
-    decay_fraction: float = 0.2
-    decay: str = "linear"
-    decay_factor: float = 0.999
-    smooth: int = 51
-    seed: int = 1337
-    threads: int = 2
-    optimizer: str = "adamw"
-    overrides: Sequence[str] = ()
+    steps: int = option(800, "steps of every run")
+    warmup: int | None = option(None, "warmup steps (none: the preset's schedule.warmup)")
+    min_ratio: float | None = option(None, "final learning rate / peak of the cosine and WSD runs (none: the "
+                                           "preset's schedule.min_ratio)")
+    fit_schedules: tuple[str, ...] = option(("constant", "cosine"), "schedules of the runs the law is fitted on",
+                                            choices=FIT_SCHEDULES)
+    predict_schedule: str = option("wsd", "schedule of the run the law predicts", choices=FIT_SCHEDULES)
+    decay_fraction: float = option(0.2, "WSD: fraction of the steps spent decaying, in (0, 1)")
+    decay: str = option("linear", "WSD: decay shape", choices=DECAYS)
+    decay_factor: float = option(0.999, "lambda of the annealing momentum m_i = lambda m_{i-1} + (eta_{i-1} - "
+                                        "eta_i)")
+    smooth: int = option(51, "window (steps) of the centered moving average of the observed loss the error is "
+                             "also measured against")
+    seed: int = option(1337, "run.seed of every run")
+    threads: int = option(2, "torch threads of every run")
+    optimizer: str = option("adamw", "scale.train optimizer of every run", choices=OPTIMIZERS)
+    train_preset: str = _train_preset_option()
+    set: tuple[str, ...] = _set_option()
+    out: Path = _out_option()
+    plot: bool = _plot_option()
+    progress: bool = _progress_option()
 
     def validate(self) -> None:
-        from .schedules import DECAYS, SCHEDULES
-
-        for name, lo in (("steps", 2), ("smooth", 1), ("threads", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"scaling {name} must be an integer >= {lo}, got {v!r}")
-        bad = [s for s in (*self.fit_schedules, self.predict_schedule) if s not in SCHEDULES or s == "wsd_s"]
+        _check_ints(self, (("steps", 2), ("smooth", 1), ("threads", 1)))
+        _check_ints(self, (("warmup", 0),), optional=True)
+        bad = [s for s in (*self.fit_schedules, self.predict_schedule) if s not in FIT_SCHEDULES]
         if bad or not self.fit_schedules:
-            raise ValueError(f"schedule(s) {bad or '(none to fit)'} not usable; valid: constant, cosine, wsd")
+            raise ValueError(f"schedule(s) {bad or '(none to fit)'} not usable (--fit-schedules, "
+                             f"--predict-schedule); valid: {', '.join(FIT_SCHEDULES)}")
         if self.decay not in DECAYS:
-            raise ValueError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS)}")
+            raise ValueError(f"--decay: unknown decay {self.decay!r}; valid: {', '.join(DECAYS)}")
         if not 0 < self.decay_fraction < 1:
-            raise ValueError(f"decay_fraction must lie in (0, 1), got {self.decay_fraction!r}")
-        if self.optimizer not in ("adamw", "muon", "dropmuon"):
-            raise ValueError(f"optimizer must be adamw, muon or dropmuon, got {self.optimizer!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+            raise ValueError(f"--decay-fraction must lie in (0, 1), got {self.decay_fraction!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        _check_train_preset(self.train_preset)
+        parse_assignments(self.set)
 
 
 def _scaling_config(cfg: ScalingConfig, schedule: str, out_dir: Path) -> TrainConfig:
@@ -892,7 +963,7 @@ def _scaling_config(cfg: ScalingConfig, schedule: str, out_dir: Path) -> TrainCo
         o["schedule.min_ratio"] = cfg.min_ratio
     if schedule == "wsd":
         o.update({"schedule.decay_fraction": cfg.decay_fraction, "schedule.decay": cfg.decay})
-    return bench_config(o, preset=cfg.preset, extra=cfg.overrides)
+    return bench_config(o, train_preset=cfg.train_preset, extra=cfg.set)
 
 
 def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: Path | str | None = None,
@@ -902,10 +973,6 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
     the smoothed per-step loss. The law without its annealing term (:math:`C = 0`) is fitted too, as the
     reference that shows what :math:`S_2` adds."""
     cfg.validate()
-    from tqdm.auto import tqdm
-
-    from .scaling_law import fit, load_metrics, prediction_error
-
     runs_dir, tmp = _runs_dir(out, runs_dir)
     names = list(dict.fromkeys([*cfg.fit_schedules, cfg.predict_schedule]))
     curves: dict[str, dict[str, Any]] = {}
@@ -914,7 +981,7 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
             for name in names:
                 config = _scaling_config(cfg, name, runs_dir / f"scaling-{name}")
                 summary, _ = _run_train(config)
-                steps, lrs, losses = load_metrics(summary["metrics_path"])
+                steps, lrs, losses = scaling_law.load_metrics(summary["metrics_path"])
                 curves[name] = {"steps": steps, "lr": lrs, "loss": losses, "warmup": config.schedule.warmup,
                                 "final_val_loss": summary["final_val_loss"], "train_seconds": summary["train_seconds"]}
                 bar.update(1)
@@ -924,9 +991,10 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
     warmup = max(curves[n]["warmup"] for n in names)
     skip = max(1, warmup)
     fit_runs = [(curves[n]["steps"], curves[n]["lr"], curves[n]["loss"]) for n in cfg.fit_schedules]
-    with _single_blas_thread():  # a few thousand points: BLAS threads only contend (much slower on a busy machine)
-        law = fit(fit_runs, decay_factor=cfg.decay_factor, skip=skip)
-        law_no_anneal = fit(fit_runs, decay_factor=cfg.decay_factor, skip=skip, with_annealing=False)
+    # a few thousand points: BLAS threads only contend (much slower on a busy machine)
+    with thread_limit(None, blas=1):
+        law = scaling_law.fit(fit_runs, decay_factor=cfg.decay_factor, skip=skip)
+        law_no_anneal = scaling_law.fit(fit_runs, decay_factor=cfg.decay_factor, skip=skip, with_annealing=False)
     errors: dict[str, Any] = {}
     for n in names:
         c = curves[n]
@@ -935,13 +1003,13 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
         c["pred_no_anneal"] = law_no_anneal.predict(c["lr"], steps=c["steps"])
         errors[n] = {
             "role": "predict" if n == cfg.predict_schedule and n not in cfg.fit_schedules else "fit",
-            "raw": prediction_error(law, c["lr"], c["loss"], steps=c["steps"], skip=skip),
-            "smoothed": prediction_error(law, c["lr"], c["smooth"], steps=c["steps"], skip=skip),
-            "no_annealing_smoothed": prediction_error(law_no_anneal, c["lr"], c["smooth"], steps=c["steps"],
-                                                      skip=skip),
+            "raw": scaling_law.prediction_error(law, c["lr"], c["loss"], steps=c["steps"], skip=skip),
+            "smoothed": scaling_law.prediction_error(law, c["lr"], c["smooth"], steps=c["steps"], skip=skip),
+            "no_annealing_smoothed": scaling_law.prediction_error(law_no_anneal, c["lr"], c["smooth"],
+                                                                  steps=c["steps"], skip=skip),
         }
     result = {
-        "config": {**asdict(cfg), "fit_schedules": list(cfg.fit_schedules), "overrides": list(cfg.overrides)},
+        "config": _record(cfg),
         "provenance": provenance(cfg.threads),
         "skip": skip,
         "law": law.to_dict(),
@@ -955,14 +1023,16 @@ def run_scaling(cfg: ScalingConfig, *, out: Path | str | None = None, runs_dir: 
                        "final_val_loss": c["final_val_loss"], "train_seconds": c["train_seconds"]}
                    for n, c in curves.items()},
     }
-    _save(result, out, SCALING_JSON, (plot_scaling, SCALING_PNG) if plot else None)
+    save_json(result, out, SCALING_JSON)
+    if out is not None and plot:
+        plot_scaling(result, Path(out) / SCALING_PNG)
     return result
 
 
 def plot_scaling(result: dict[str, Any], path: Path | str) -> None:
     """Learning rates (top) and loss (bottom): the logged per-step loss (faint), its moving average (solid)
     and the law's curve (dashed) for every run; the fitted runs and the predicted one are labelled."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_lr, ax) = plt.subplots(2, 1, figsize=(7.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [1, 2.6]})
     lows, highs = [], []
     for k, (name, c) in enumerate(result["curves"].items()):
@@ -999,65 +1069,46 @@ def plot_scaling(result: dict[str, Any], path: Path | str) -> None:
     plt.close(fig)
 
 
-# ---------------------------------------------------------------------------------------- shared
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(result: dict, out: Path | str | None, json_name: str,
-          figure: tuple[Callable[[dict, Path], None], str] | None) -> None:
-    """Write ``result`` as ``out/json_name`` and, given ``(plot_fn, png_name)``, its figure; nothing without
-    ``out``."""
-    if out is None:
-        return
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / json_name).write_text(json.dumps(json_safe(result), indent=1), encoding="utf-8")
-    if figure is not None:
-        plot_fn, png_name = figure
-        plot_fn(result, out / png_name)
-
-
 # ---------------------------------------------------------------------------------------- report section
-# Three tiers for the report. "quick" (the report's --quick) takes about a minute on two quiet cores: the
-# preset's model for a few dozen steps, the target taken from AdamW's runs (target=None). "default" takes a
-# few minutes. "full" is the benchmark itself, what the commands in the module docstring run.
-REPORT_TIERS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "throughput": dict(steps=15, warmup=5, rounds=2),
-        "quality": dict(seeds=1, max_iters=50, warmup=10, eval_interval=10, eval_iters=4, target=None),
-        "scaling": dict(steps=60, warmup=10, smooth=11),
-    },
-    "default": {
-        "throughput": dict(steps=40, warmup=10, rounds=3),
-        "quality": dict(seeds=1, max_iters=600, warmup=50, eval_interval=25, eval_iters=10, target=None),
-        "scaling": dict(steps=400, warmup=50, smooth=31),
-    },
-    "full": {"throughput": {}, "quality": {}, "scaling": {}},
+# The report's settings, also the commands' presets. "quick" (the report's --quick) takes about a minute on
+# two quiet cores: the preset's model for a few dozen steps, the target taken from AdamW's runs. "report" (the
+# report's default mode) takes a few minutes. The report's "full" mode runs the commands' defaults, the
+# benchmark itself (what the commands in the module docstring run).
+THROUGHPUT_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 15, "warmup": 5, "rounds": 2},
+    "report": {"steps": 40, "warmup": 10, "rounds": 3},
 }
-FULL_COMMANDS = ("python -m scale.train_bench throughput", "python -m scale.train_bench quality --seeds 2",
-                 "python -m scale.train_bench scaling")
+QUALITY_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"seeds": 1, "max_iters": 50, "warmup": 10, "eval_interval": 10, "eval_iters": 4, "target": ANCHOR},
+    "report": {"seeds": 1, "max_iters": 600, "warmup": 50, "eval_interval": 25, "eval_iters": 10, "target": ANCHOR},
+}
+SCALING_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 60, "warmup": 10, "smooth": 11},
+    "report": {"steps": 400, "warmup": 50, "smooth": 31},
+}
+REPORT_PRESET = {"quick": "quick", "default": "report", "full": None}
+"""The report's mode -> the preset its section runs (``None``: the commands' defaults)."""
+FULL_COMMANDS = ("python -m scale.bench.training throughput", "python -m scale.bench.training quality --seeds 2",
+                 "python -m scale.bench.training scaling")
 
 
-def report_section(ctx) -> Any:
+@register_section("training", "Training a small GPT: AdamW, Muon and Drop-Muon", order=60)
+def report_section(ctx: ReportContext) -> SectionResult:
     """The report's "Training" section: throughput against a plain loop, time to target of AdamW / Muon /
-    Drop-Muon, and the scaling-law prediction of a WSD run (see the module docstring). The configuration
-    follows the report's mode (:data:`REPORT_TIERS`)."""
-    from .report import SectionResult, fmt_num, md_table
+    Drop-Muon, and the scaling-law prediction of a WSD run (see the module docstring). The settings follow the
+    report's mode (:data:`REPORT_PRESET`): in quick mode small but real runs of the preset's model."""
+    mode = ctx.config.mode if ctx.config.mode in REPORT_PRESET else "default"
+    preset = REPORT_PRESET[mode]
 
-    mode = ctx.config.mode if ctx.config.mode in REPORT_TIERS else "default"
-    tier = REPORT_TIERS[mode]
+    def settings(presets: Mapping[str, Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {**(presets[preset] if preset else {}), **extra}
+
     threads = ctx.config.threads or 1
     progress = bool(getattr(ctx.config, "progress", False))
     tp_threads = (threads,) if mode == "quick" else tuple(sorted({1, 2, threads}))
-    tp_cfg = ThroughputConfig(**tier["throughput"], threads=tp_threads)
-    q_cfg = QualityConfig(**tier["quality"], threads=threads)
-    s_cfg = ScalingConfig(**tier["scaling"], threads=threads)
+    tp_cfg = ThroughputConfig(**settings(THROUGHPUT_PRESETS, threads=tp_threads))
+    q_cfg = QualityConfig(**settings(QUALITY_PRESETS, threads=threads))
+    s_cfg = ScalingConfig(**settings(SCALING_PRESETS, threads=threads))
     tp = measure_throughput(tp_cfg, progress=progress)
     quality = run_quality(q_cfg, progress=progress)
     scaling = run_scaling(s_cfg, progress=progress)
@@ -1076,6 +1127,7 @@ def report_section(ctx) -> Any:
         "full": "This is the full benchmark configuration.",
     }[mode]
     tc = quality["train_config"]
+
     def rate(x: float | None) -> str:
         return "—" if x is None else f"{x:,.0f}"
 
@@ -1144,125 +1196,27 @@ def report_section(ctx) -> Any:
     return SectionResult(text, [q_rel, s_rel])
 
 
+# ---------------------------------------------------------------------------------------- profile settings
+@dataclass
+class ProfileConfig:
+    """Settings of the profile command: a short ``scale.train`` run (AdamW) and the plain loop over the same
+    steps, each under ``cProfile``."""
+
+    steps: int = option(100, "optimizer steps profiled (at least 2)")
+    threads: int = option(1, "torch threads")
+    top: int = option(25, "functions listed per table")
+    seed: int = option(1337, "run.seed")
+    train_preset: str = _train_preset_option("")
+    set: tuple[str, ...] = _set_option()
+    out: Path = option(OUT, "output folder of profile.json and profile.txt (created if missing)")
+
+    def validate(self) -> None:
+        _check_ints(self, (("steps", 2), ("threads", 1), ("top", 1)))
+        _check_train_preset(self.train_preset)
+        parse_assignments(self.set)
+
+
 # ---------------------------------------------------------------------------------------- CLI
-_DESCRIPTION = (
-    "Benchmarks of python -m scale.train on tiny-shakespeare (character level), the shakespeare-char-cpu preset "
-    "(nanoGPT's CPU recipe: 4 layers, 4 heads, width 128, context 64, batch 12) unless --preset says otherwise. "
-    "Commands: 'throughput' (tokens/s of scale.train against a plain PyTorch loop on the same model, batches "
-    "and AdamW, interleaved in one process, at 1 and 2 threads), 'quality' (training wall-clock, evaluation "
-    "paused, to validation loss 1.88 for AdamW, Muon and Drop-Muon, ratios to AdamW paired by seed), "
-    "'scaling' (fit the LR-annealing scaling law of Tissue et al. 2024, arXiv:2408.11029, on a constant and a "
-    "cosine run and predict a WSD run), 'profile' (cProfile of scale.train and of the plain loop). Each "
-    "writes JSON (and a PNG) under --out. Run 'python -m scale.train_bench COMMAND --help' for its options."
-)
-
-
-def _target_arg(text: str) -> float | None:
-    if text.strip().lower() == ANCHOR:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a validation loss or '{ANCHOR}', got {text!r}") from None
-
-
-def _common(p: argparse.ArgumentParser, default_out: str) -> None:
-    p.add_argument("--preset", default=PRESET, choices=list(PRESETS),
-                   help="scale.train preset every run starts from")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a scale.train setting applied to every run after the benchmark's own (repeatable), "
-                        "e.g. --set optim.ns_dtype=float32")
-    p.add_argument("--out", type=Path, default=Path(default_out), help="output folder (created if missing)")
-    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scale.train_bench", description=_DESCRIPTION,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    t, td = sub.add_parser("throughput", formatter_class=fmt, help="tokens/s of scale.train against a plain loop",
-                           description="Tokens/s of scale.train against a plain PyTorch loop (same GPT, same "
-                                       "batches from the same sampler, torch.optim.AdamW with the same settings, "
-                                       "no logging), interleaved in one process; medians over rounds and the "
-                                       "ratio scale.train / plain per thread count. Writes OUT/throughput.json "
-                                       "and OUT/throughput.png."), ThroughputConfig()
-    t.add_argument("--steps", type=int, default=td.steps, help="timed optimizer steps per side per round")
-    t.add_argument("--warmup", type=int, default=td.warmup, help="untimed steps at the start of every run")
-    t.add_argument("--rounds", type=int, default=td.rounds,
-                   help="rounds; each runs both sides once, the side that goes first alternating")
-    t.add_argument("--threads", type=int, nargs="+", default=list(td.threads), help="torch thread counts to measure")
-    t.add_argument("--seed", type=int, default=td.seed, help="run.seed of both sides (initialization, batches)")
-    _common(t, "reports/training")
-
-    q, qd = sub.add_parser("quality", formatter_class=fmt, help="time to a validation loss, AdamW vs Muon vs Drop-Muon",
-                           description="Training wall-clock (evaluation paused) to a validation loss for each "
-                                       "method on each seed, the ratios time(method) / time(adamw) paired by seed "
-                                       "with their spread, and the validation-loss curves against wall-clock and "
-                                       "steps. Writes OUT/quality.json, OUT/quality_val_loss.png and every run's "
-                                       "metrics under OUT/runs/."), QualityConfig()
-    settings = "; ".join(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in METHODS.items())
-    q.add_argument("--methods", nargs="+", default=list(qd.methods), choices=list(METHODS), metavar="NAME",
-                   help=f"methods, each a scale.train setting on top of the preset ({settings})")
-    q.add_argument("--seeds", type=int, default=qd.seeds,
-                   help="number of seeds; seed i sets run.seed = base-seed + i (initialization, batch order, "
-                        "Drop-Muon cutoffs), the same for every method")
-    q.add_argument("--base-seed", type=int, default=qd.base_seed, help="run.seed of the first seed")
-    q.add_argument("--target", type=_target_arg, default=qd.target,
-                   help=f"validation loss (nats per character) that counts as reached, or '{ANCHOR}': the best "
-                        f"validation loss {ANCHOR} reached on its worst seed (AlgoPerf-style target)")
-    q.add_argument("--max-iters", type=int, default=None,
-                   help="steps per run (default: the preset's run.max_iters; the schedule spans the run)")
-    q.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the preset's)")
-    q.add_argument("--eval-interval", type=int, default=qd.eval_interval,
-                   help="steps between validation evaluations; the time to target is read at these points")
-    q.add_argument("--eval-iters", type=int, default=None,
-                   help="validation batches per evaluation (default: the preset's run.eval_iters)")
-    q.add_argument("--threads", type=int, default=qd.threads, help="torch threads of every run")
-    _common(q, "reports/training")
-
-    s, sd = sub.add_parser("scaling", formatter_class=fmt, help="fit the LR-annealing scaling law, predict WSD",
-                           description="Train a constant-LR and a cosine run (and a WSD run) of the preset's model "
-                                       "with the same seed, fit L(s) = L0 + A*S1^-alpha - C*S2 (Tissue, Wang & "
-                                       "Wang 2024, arXiv:2408.11029) on the first two and predict the WSD "
-                                       "curve; mean/max absolute error after warmup. Writes OUT/scaling.json and "
-                                       "OUT/scaling_law.png."), ScalingConfig()
-    s.add_argument("--steps", type=int, default=sd.steps, help="steps of every run")
-    s.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the preset's)")
-    s.add_argument("--min-ratio", type=float, default=None,
-                   help="final learning rate / peak of the cosine and WSD runs (default: the preset's)")
-    s.add_argument("--fit-schedules", nargs="+", default=list(sd.fit_schedules), choices=("constant", "cosine", "wsd"),
-                   help="schedules of the runs the law is fitted on")
-    s.add_argument("--predict-schedule", default=sd.predict_schedule, choices=("constant", "cosine", "wsd"),
-                   help="schedule of the run the law predicts")
-    s.add_argument("--decay-fraction", type=float, default=sd.decay_fraction,
-                   help="WSD: fraction of the steps spent decaying")
-    s.add_argument("--decay", default=sd.decay, choices=("linear", "exp", "sqrt"), help="WSD: decay shape")
-    s.add_argument("--decay-factor", type=float, default=sd.decay_factor,
-                   help="lambda of the annealing momentum m_i = lambda m_{i-1} + (eta_{i-1} - eta_i)")
-    s.add_argument("--smooth", type=int, default=sd.smooth,
-                   help="window (steps) of the centered moving average of the observed loss the error is "
-                        "also measured against")
-    s.add_argument("--optimizer", default=sd.optimizer, choices=("adamw", "muon", "dropmuon"),
-                   help="optimizer of the three runs")
-    s.add_argument("--seed", type=int, default=sd.seed, help="run.seed of every run")
-    s.add_argument("--threads", type=int, default=sd.threads, help="torch threads of every run")
-    _common(s, "reports/training")
-
-    pr = sub.add_parser("profile", formatter_class=fmt, help="cProfile of scale.train and of the plain loop",
-                        description="cProfile of a short scale.train run (AdamW, setup included) and of the "
-                                    "plain loop over the same steps: the functions with the most own and "
-                                    "cumulative time. Writes OUT/profile.json and OUT/profile.txt.")
-    pr.add_argument("--steps", type=int, default=100, help="optimizer steps profiled (at least 2)")
-    pr.add_argument("--threads", type=int, default=1, help="torch threads")
-    pr.add_argument("--top", type=int, default=25, help="functions listed per table")
-    pr.add_argument("--seed", type=int, default=1337, help="run.seed")
-    _common(pr, "reports/training")
-    return p
-
-
 def _print_throughput(result: dict) -> None:
     for k, v in result["by_threads"].items():
         m = v["median_tokens_per_s"]
@@ -1294,55 +1248,109 @@ def _print_scaling(result: dict) -> None:
               f"without annealing term (smoothed) {e['no_annealing_smoothed']['mean_abs']:.4f}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        overrides = tuple(args.overrides)
-        parse_assignments(overrides)
-        if args.command == "throughput":
-            cfg = ThroughputConfig(preset=args.preset, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
-                                   threads=tuple(args.threads), seed=args.seed, overrides=overrides)
-            result = measure_throughput(cfg, out=args.out, progress=args.progress, plot=args.plot)
-            _print_throughput(result)
-            name = THROUGHPUT_JSON
-        elif args.command == "quality":
-            cfg = QualityConfig(preset=args.preset, methods=tuple(args.methods), seeds=args.seeds,
-                                base_seed=args.base_seed, target=args.target, max_iters=args.max_iters,
-                                warmup=args.warmup, eval_interval=args.eval_interval, eval_iters=args.eval_iters,
-                                threads=args.threads, overrides=overrides)
-            result = run_quality(cfg, out=args.out, progress=args.progress, plot=args.plot)
-            _print_quality(result)
-            name = QUALITY_JSON
-        elif args.command == "scaling":
-            cfg = ScalingConfig(preset=args.preset, steps=args.steps, warmup=args.warmup, min_ratio=args.min_ratio,
-                                fit_schedules=tuple(args.fit_schedules), predict_schedule=args.predict_schedule,
-                                decay_fraction=args.decay_fraction, decay=args.decay, decay_factor=args.decay_factor,
-                                smooth=args.smooth, seed=args.seed, threads=args.threads, optimizer=args.optimizer,
-                                overrides=overrides)
-            result = run_scaling(cfg, out=args.out, progress=args.progress, plot=args.plot)
-            _print_scaling(result)
-            name = SCALING_JSON
-        else:
-            with tempfile.TemporaryDirectory(prefix="train_bench_") as tmp, _threads(args.threads):
-                config = bench_config({"optim.name": "adamw", "run.seed": args.seed, "run.threads": args.threads,
-                                       "run.eval_interval": 0, "run.eval_iters": 1, "run.out_dir": tmp,
-                                       "schedule.total": _preset_value(args.preset, "run.max_iters")},
-                                      preset=args.preset, extra=overrides)
-                result = profile_steps(config, args.steps, top=args.top)
-            args.out.mkdir(parents=True, exist_ok=True)
-            text = format_profile(result) + "\n\n" + "\n".join(
-                f"==== {side}: {result[side]['wall_s']:.2f} s wall ====\n{result[side]['by_tottime']}\n"
-                f"{result[side]['by_cumulative']}" for side in SIDES)
-            (args.out / PROFILE_TXT).write_text(text, encoding="utf-8")
-            print(text)
-            name = PROFILE_JSON
-            _save(result, args.out, name, None)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"results written to {args.out / name}")
+def _written(path: Path | None) -> int:
+    print(f"results written to {path}")
     return 0
 
+
+def _run_throughput(cfg: ThroughputConfig) -> int:
+    result = measure_throughput(cfg, out=cfg.out, progress=cfg.progress, plot=cfg.plot)
+    _print_throughput(result)
+    return _written(cfg.out / THROUGHPUT_JSON)
+
+
+def _run_quality(cfg: QualityConfig) -> int:
+    result = run_quality(cfg, out=cfg.out, progress=cfg.progress, plot=cfg.plot)
+    _print_quality(result)
+    return _written(cfg.out / QUALITY_JSON)
+
+
+def _run_scaling(cfg: ScalingConfig) -> int:
+    result = run_scaling(cfg, out=cfg.out, progress=cfg.progress, plot=cfg.plot)
+    _print_scaling(result)
+    return _written(cfg.out / SCALING_JSON)
+
+
+def _run_profile(cfg: ProfileConfig) -> int:
+    cfg.validate()
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp, thread_limit(cfg.threads, blas=None):
+        config = bench_config({"optim.name": "adamw", "run.seed": cfg.seed, "run.threads": cfg.threads,
+                               "run.eval_interval": 0, "run.eval_iters": 1, "run.out_dir": tmp,
+                               "schedule.total": _preset_value(cfg.train_preset, "run.max_iters")},
+                              train_preset=cfg.train_preset, extra=cfg.set)
+        result = profile_steps(config, cfg.steps, top=cfg.top)
+    path = save_json(result, cfg.out, PROFILE_JSON)
+    text = format_profile(result) + "\n\n" + "\n".join(
+        f"==== {side}: {result[side]['wall_s']:.2f} s wall ====\n{result[side]['by_tottime']}\n"
+        f"{result[side]['by_cumulative']}" for side in SIDES)
+    (cfg.out / PROFILE_TXT).write_text(text, encoding="utf-8")
+    print(text)
+    return _written(path)
+
+
+_PROG = "python -m scale.bench.training"
+
+
+def _wrap(text: str) -> str:
+    """A description as ``--help`` prints it (the generator keeps the line breaks it is given)."""
+    return textwrap.fill(text, 100)
+
+
+_SETTINGS_NOTE = (
+    "Every run starts from the scale.train preset --train-preset with the --set settings on top; --preset picks "
+    "a named set of this command's own settings (quick: the report's quick mode, report: its default mode)."
+)
+GROUP = CommandGroup(
+    prog=_PROG,
+    description=_wrap(
+        "Benchmarks of python -m scale.train on tiny-shakespeare (character level), the shakespeare-char-cpu "
+        "preset (nanoGPT's CPU recipe: 4 layers, 4 heads, width 128, context 64, batch 12) unless "
+        "--train-preset says otherwise. Commands: 'throughput' (tokens/s of scale.train against a plain PyTorch "
+        "loop on the same model, batches and AdamW, interleaved in one process, at 1 and 2 threads), 'quality' "
+        f"(training wall-clock, evaluation paused, to validation loss {TARGET} for AdamW, Muon and Drop-Muon, "
+        "ratios to AdamW paired by seed), 'scaling' (fit the LR-annealing scaling law of Tissue et al. 2024, "
+        "arXiv:2408.11029, on a constant and a cosine run and predict a WSD run), 'profile' (cProfile of "
+        f"scale.train and of the plain loop). Each writes JSON (and a PNG) under --out. Run '{_PROG} COMMAND "
+        "--help' for its options."
+    ),
+    commands={
+        "throughput": Command(
+            prog=f"{_PROG} throughput", config=ThroughputConfig, run=_run_throughput, presets=THROUGHPUT_PRESETS,
+            help="tokens/s of scale.train against a plain loop",
+            description=_wrap(
+                "Tokens/s of scale.train against a plain PyTorch loop (same GPT, same batches from the same sampler, "
+                "torch.optim.AdamW with the same settings, no logging), interleaved in one process; medians over "
+                "rounds and the ratio scale.train / plain per thread count. Writes OUT/throughput.json and "
+                "OUT/throughput.png. " + _SETTINGS_NOTE)),
+        "quality": Command(
+            prog=f"{_PROG} quality", config=QualityConfig, run=_run_quality, presets=QUALITY_PRESETS,
+            help="time to a validation loss, AdamW vs Muon vs Drop-Muon",
+            description=_wrap(
+                "Training wall-clock (evaluation paused) to a validation loss for each method on each seed, the "
+                "ratios time(method) / time(adamw) paired by seed with their spread, and the validation-loss curves "
+                "against wall-clock and steps (AlgoPerf's time to target, Dahl et al. 2023, arXiv:2306.07179; "
+                "Muon: Jordan et al. 2024; Drop-Muon: Gruntkowska et al. 2025, arXiv:2510.02239). Writes "
+                "OUT/quality.json, OUT/quality_val_loss.png and every run's metrics under OUT/runs/. "
+                + _SETTINGS_NOTE)),
+        "scaling": Command(
+            prog=f"{_PROG} scaling", config=ScalingConfig, run=_run_scaling, presets=SCALING_PRESETS,
+            help="fit the LR-annealing scaling law, predict WSD",
+            description=_wrap(
+                "Train a constant-LR and a cosine run (and a WSD run) of the preset's model with the same seed, fit "
+                "L(s) = L0 + A*S1^-alpha - C*S2 (Tissue, Wang & Wang 2024, arXiv:2408.11029) on the first two and "
+                "predict the WSD curve; mean/max absolute error after warmup. Writes OUT/scaling.json and "
+                "OUT/scaling_law.png. " + _SETTINGS_NOTE)),
+        "profile": Command(
+            prog=f"{_PROG} profile", config=ProfileConfig, run=_run_profile,
+            help="cProfile of scale.train and of the plain loop",
+            description=_wrap(
+                "cProfile of a short scale.train run (AdamW, setup included) and of the plain loop over the same "
+                "steps: the functions with the most own and cumulative time. Writes OUT/profile.json and "
+                "OUT/profile.txt. Every run starts from the scale.train preset --train-preset with the --set "
+                "settings on top.")),
+    },
+)
+main = GROUP.main
 
 if __name__ == "__main__":
     raise SystemExit(main())
