@@ -37,7 +37,7 @@ from scale.bench.common import (
     register_section,
     sections,
 )
-from scale.cli import Command, config_to_dict, option
+from scale.cli import Command, config_to_dict, did_you_mean, option
 
 MODES = ("quick", "default", "full")
 
@@ -221,9 +221,11 @@ def build_report(config: ReportConfig) -> tuple[Path, list[str]]:
     config.validate()
     known = load_sections()
     wanted = list(config.sections) if config.sections else [s.name for s in known]
-    unknown = [w for w in wanted if w not in {s.name for s in known}]
+    names = [s.name for s in known]
+    unknown = [w for w in wanted if w not in names]
     if unknown:
-        raise ValueError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(s.name for s in known)}")
+        raise ValueError(f"unknown section(s) {', '.join(unknown)}{did_you_mean(unknown[0], names)}; known: "
+                         f"{', '.join(names)}")
     chosen = [s for s in known if s.name in wanted]
     for sec in chosen:
         if sec.check is not None:

@@ -126,6 +126,8 @@ def test_unknown_names_are_errors(tmp_path, capsys):
     assert report.main(["--out", str(tmp_path), "--solvers", "scipy:nope", "--no-progress"]) == 2
     assert report.main(["--out", str(tmp_path), "--sections", "nope", "--no-progress"]) == 2
     assert "unknown section(s) nope" in capsys.readouterr().err
+    assert report.main(["--out", str(tmp_path), "--sections", "theorem", "--no-progress"]) == 2
+    assert "did you mean 'theorems'?" in capsys.readouterr().err
     assert report.main(["--out", str(tmp_path), "--repeat", "3"]) == 2
     assert "did you mean '--repeats'" in capsys.readouterr().err
     assert report.main(["--quick", "--full"]) == 2

@@ -337,7 +337,19 @@ class PlainLoop:
 
 # ---------------------------------------------------------------------------------------- throughput
 @dataclass
-class ThroughputConfig:
+class RunSettings:
+    """What every training benchmark's runs start from (a scale.train preset and extra settings) and where the
+    results go; the benchmark's own settings follow."""
+
+    train_preset: str = _train_preset_option()
+    set: tuple[str, ...] = _set_option()
+    out: Path = _out_option()
+    plot: bool = _plot_option()
+    progress: bool = _progress_option()
+
+
+@dataclass
+class ThroughputConfig(RunSettings):
     """Settings of the throughput comparison (recorded in the JSON without out/plot/progress, which only the
     command reads: :func:`measure_throughput` takes them as arguments)."""
 
@@ -346,11 +358,6 @@ class ThroughputConfig:
     rounds: int = option(5, "rounds; each runs both sides once, the side that goes first alternating")
     threads: tuple[int, ...] = option((1, 2), "torch thread counts to measure")
     seed: int = option(1337, "run.seed of both sides (initialization, batches)")
-    train_preset: str = _train_preset_option()
-    set: tuple[str, ...] = _set_option()
-    out: Path = _out_option()
-    plot: bool = _plot_option()
-    progress: bool = _progress_option()
 
     def validate(self) -> None:
         _check_ints(self, (("steps", 1), ("warmup", 1), ("rounds", 1)))
@@ -633,7 +640,7 @@ _METHOD_SETTINGS = "; ".join(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items
 
 
 @dataclass
-class QualityConfig:
+class QualityConfig(RunSettings):
     """Settings of the time-to-target comparison (recorded in the JSON without out/plot/progress, which only
     the command reads: :func:`run_quality` takes them as arguments).
 
@@ -658,11 +665,6 @@ class QualityConfig:
                                     "points")
     eval_iters: int | None = option(None, "validation batches per evaluation (none: the preset's run.eval_iters)")
     threads: int = option(2, "torch threads of every run")
-    train_preset: str = _train_preset_option()
-    set: tuple[str, ...] = _set_option()
-    out: Path = _out_option()
-    plot: bool = _plot_option()
-    progress: bool = _progress_option()
 
     @property
     def target_from_anchor(self) -> bool:
@@ -908,7 +910,7 @@ def centered_average(values: Sequence[float] | np.ndarray, window: int) -> np.nd
 
 
 @dataclass
-class ScalingConfig:
+class ScalingConfig(RunSettings):
     """Settings of the scaling-law check (recorded in the JSON without out/plot/progress, which only the
     command reads: :func:`run_scaling` takes them as arguments). ``warmup`` / ``min_ratio`` ``None`` keep the
     preset's values."""
@@ -929,11 +931,6 @@ class ScalingConfig:
     seed: int = option(1337, "run.seed of every run")
     threads: int = option(2, "torch threads of every run")
     optimizer: str = option("adamw", "scale.train optimizer of every run", choices=OPTIMIZERS)
-    train_preset: str = _train_preset_option()
-    set: tuple[str, ...] = _set_option()
-    out: Path = _out_option()
-    plot: bool = _plot_option()
-    progress: bool = _progress_option()
 
     def validate(self) -> None:
         _check_ints(self, (("steps", 2), ("smooth", 1), ("threads", 1)))
