@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # dependency resolution can ever pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint install bench docs clean
+.PHONY: demo test lint mutants install bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The mutation catalogue (tests/mutants/catalogue.toml) against the theorem suite: tens of minutes.
+mutants: $(STAMP)
+	$(BIN)/python -m scale.bench.mutants
 
 bench: $(STAMP)
 	$(BIN)/asv machine --yes >/dev/null

@@ -8,6 +8,9 @@
 * the options the theorem checks of ``optlib.theory`` need (``rosenbrock(x0=...)``,
   ``chebyshev_rosenbrock(scale=...)``, ``quadratic(x0_scale=...)``, ``quadratic_from_matrix``,
   ``synthetic_logistic(descending=..., signal=...)``) against the documented constructions;
+* the raw problems of the least-squares, curvature and unlearning checks (closed-form residual pairs, seeded
+  MLPs and batches, seeded ridge/logistic/softmax data): their stated roots, Jacobians (against central
+  differences), Gauss-Newton facts and constructions;
 * input validation.
 """
 
@@ -28,6 +31,9 @@ from optlib.problems import (
     _certify,
     chebyshev_rosenbrock,
     cubic_lipschitz,
+    cubic_pair,
+    cubic_pair_jac,
+    large_residual,
     library,
     log_sum_exp,
     logistic_regression,
@@ -39,6 +45,16 @@ from optlib.problems import (
     quadratic_with_condition,
     rosenbrock,
     rosenbrock_nle,
+    rosenbrock_residual,
+    rosenbrock_residual_jac,
+    saturating_residual,
+    saturating_residual_jac,
+    seeded_batches,
+    seeded_logistic_data,
+    seeded_mlp,
+    seeded_psd_system,
+    seeded_ridge_data,
+    seeded_softmax_data,
     softmax_regression,
     synthetic_logistic,
 )
@@ -797,3 +813,199 @@ def test_bad_other_input():
         synthetic_logistic(n=20, d=3, signal=-1.0)
     with pytest.raises(ValueError, match="x0_scale"):
         quadratic([1.0, 2.0], x0_scale=math.inf)
+
+
+# --------------------------------------------------------------------------- residual pairs (least-squares checks)
+def _central_jacobian(fun, x, h=1e-6):
+    x = np.asarray(x, dtype=float)
+    cols = []
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = h
+        cols.append((fun(x + e) - fun(x - e)) / (2 * h))
+    return np.stack(cols, axis=1)
+
+
+def _gn_step(fun, jac, x):
+    x = np.asarray(x, dtype=float)
+    return x - np.linalg.lstsq(jac(x), fun(x), rcond=None)[0]
+
+
+RESIDUAL_PAIRS = {
+    "rosenbrock": (rosenbrock_residual, rosenbrock_residual_jac, [(-1.2, 1.0), (0.3, -0.7), (2.0, 3.0)]),
+    "cubic_pair": (cubic_pair, cubic_pair_jac, [(3.0,), (0.4,), (-1.3,)]),
+    "large_residual_0.5": (*large_residual(0.5), [(1.0,), (-0.6,), (2.5,)]),
+    "large_residual_-0.5": (*large_residual(-0.5), [(1.0,), (-0.6,), (2.5,)]),
+    "saturating": (saturating_residual, saturating_residual_jac, [(1.0,), (-0.3,), (4.0,)]),
+}
+
+
+@pytest.mark.parametrize("name", list(RESIDUAL_PAIRS))
+def test_residual_pair_jacobians_match_central_differences(name):
+    fun, jac, points = RESIDUAL_PAIRS[name]
+    for x in points:
+        J = jac(np.asarray(x, dtype=float))
+        assert J.shape == (fun(np.asarray(x, dtype=float)).size, len(x))
+        np.testing.assert_allclose(J, _central_jacobian(fun, x), rtol=1e-7, atol=1e-8)
+
+
+def test_rosenbrock_residual_root_and_gauss_newton_error_map():
+    """Root (1, 1); det J = -10; the Gauss-Newton step maps e = x - x* to (0, -e1^2) exactly."""
+    assert np.array_equal(rosenbrock_residual(np.ones(2)), np.zeros(2))
+    rng = np.random.default_rng(0)
+    for x in rng.normal(size=(5, 2)):
+        assert np.linalg.det(rosenbrock_residual_jac(x)) == pytest.approx(-10.0, rel=1e-12)
+        e = x - 1.0
+        np.testing.assert_allclose(_gn_step(rosenbrock_residual, rosenbrock_residual_jac, x) - 1.0,
+                                   [0.0, -e[0] ** 2], atol=1e-12 * (1 + e[0] ** 2))
+
+
+def test_cubic_pair_root_and_quadratic_constant():
+    """Root 1 with J* = (2, 3); the Gauss-Newton ratio e+/e^2 tends to 11/13 (first-order term O(e))."""
+    assert np.array_equal(cubic_pair(np.ones(1)), np.zeros(2))
+    assert np.array_equal(cubic_pair_jac(np.ones(1)), [[2.0], [3.0]])
+    for e in (1e-3, -1e-3):
+        e_next = _gn_step(cubic_pair, cubic_pair_jac, [1.0 + e])[0] - 1.0
+        assert e_next / e**2 == pytest.approx(11.0 / 13.0, rel=1e-2)
+
+
+@pytest.mark.parametrize("t", [0.5, -0.5, 0.25])
+def test_large_residual_minimizer_and_gauss_newton_rate(t):
+    """x* = 0 is a strict local minimizer of F with residual (1, -1) and J* = (1, 1); the derivative of the
+    Gauss-Newton map at 0 is t (central differences)."""
+    fun, jac = large_residual(t)
+    x0 = np.zeros(1)
+    assert np.array_equal(fun(x0), [1.0, -1.0])
+    assert np.array_equal(jac(x0), [[1.0], [1.0]])
+    assert (jac(x0).T @ fun(x0))[0] == 0.0  # grad F(0) = J^T r = 0
+
+    def F(x):
+        return 0.5 * float(fun(np.array([x])) @ fun(np.array([x])))
+
+    h = 1e-4
+    assert (F(h) - 2 * F(0.0) + F(-h)) / h**2 == pytest.approx(2.0 - 2.0 * t, rel=1e-6)
+    slope = (_gn_step(fun, jac, [h])[0] - _gn_step(fun, jac, [-h])[0]) / (2 * h)
+    assert slope == pytest.approx(t, rel=1e-6)
+
+
+def test_saturating_residual_gauss_newton_step_lands_on_equal_cost():
+    """Root 0; the Gauss-Newton step is -x (1 + x^2): from 1 it lands on -1 where F = 1/4 as at 1."""
+    assert np.array_equal(saturating_residual(np.zeros(1)), np.zeros(1))
+    for x in (0.3, 1.0, -2.0):
+        assert _gn_step(saturating_residual, saturating_residual_jac, [x])[0] == pytest.approx(-x**3, rel=1e-12)
+    x1 = _gn_step(saturating_residual, saturating_residual_jac, [1.0])
+    assert x1[0] == pytest.approx(-1.0, rel=1e-14)
+    F = [0.5 * saturating_residual(np.array([v]))[0] ** 2 for v in (1.0, x1[0])]
+    assert F[0] == pytest.approx(0.25, rel=1e-15) and F[1] == pytest.approx(F[0], rel=1e-14)
+
+
+# --------------------------------------------------------------------------- seeded MLPs and batches (curvature checks)
+def test_seeded_mlp_structure_and_determinism():
+    model = seeded_mlp([4, 6, 5, 3])
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
+    assert [(m.in_features, m.out_features) for m in model if isinstance(m, torch.nn.Linear)] == [(4, 6), (6, 5), (5, 3)]
+    assert all(p.dtype == DT for p in model.parameters())
+    same, other = seeded_mlp([4, 6, 5, 3]), seeded_mlp([4, 6, 5, 3], seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters()))
+    assert not torch.equal(model[0].weight, other[0].weight)
+    no_bias = seeded_mlp([4, 3], act=None, bias=False)
+    assert [type(m).__name__ for m in no_bias] == ["Linear"] and no_bias[0].bias is None
+
+
+def test_seeded_mlp_without_activation_is_affine():
+    """act=None, one layer: z = x W^T + b (linear in the parameters); several layers: the product of the
+    weights (a deep linear network)."""
+    X = torch.randn(7, 4, generator=torch.Generator().manual_seed(0), dtype=DT)
+    lin = seeded_mlp([4, 3], act=None)
+    torch.testing.assert_close(lin(X), X @ lin[0].weight.T + lin[0].bias, rtol=1e-14, atol=1e-14)
+    deep = seeded_mlp([4, 5, 3, 2], act=None, bias=False)
+    W = deep[2].weight @ deep[1].weight @ deep[0].weight
+    torch.testing.assert_close(deep(X), X @ W.T, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "bce_with_logits"])
+def test_seeded_batches_shapes_labels_and_stream(loss):
+    data = seeded_batches(loss, 4, 3, sizes=(5, 3), seed=2)
+    assert [tuple(X.shape) for X, _ in data] == [(5, 4), (3, 4)]
+    assert all(X.dtype == DT for X, _ in data)
+    for X, y in data:
+        if loss == "cross_entropy":
+            assert y.dtype == torch.int64 and y.shape == (len(X),) and int(y.min()) >= 0 and int(y.max()) <= 2
+        elif loss == "bce_with_logits":
+            assert y.dtype == DT and y.shape == (len(X), 3) and set(y.unique().tolist()) <= {0.0, 1.0}
+        else:
+            assert y.dtype == DT and y.shape == (len(X), 3)
+    again = seeded_batches(loss, 4, 3, sizes=(5, 3), seed=2)
+    assert all(torch.equal(a, b) for (Xa, ya), (Xb, yb) in zip(data, again) for a, b in ((Xa, Xb), (ya, yb)))
+    first = seeded_batches(loss, 4, 3, sizes=(5,), seed=2)[0]  # one generator, drawn batch by batch
+    assert torch.equal(first[0], data[0][0]) and torch.equal(first[1], data[0][1])
+
+
+def test_seeded_batches_full_column_rank_for_the_lower_bound_check():
+    """The GGN lower-bound check needs X (8 x 4, seed 2) of full column rank: lambda_min(X^T X) > 0."""
+    X = torch.cat([x for x, _ in seeded_batches("mse", 4, 3, sizes=(5, 3), seed=2)]).numpy()
+    assert np.linalg.matrix_rank(X) == 4 and np.linalg.eigvalsh(X.T @ X)[0] > 1e-3
+
+
+def test_seeded_psd_system_construction():
+    """C = B B^T symmetric positive definite, ||g|| = g_norm, and the stated draw order."""
+    C, g = seeded_psd_system()
+    assert C.shape == (6, 6) and g.shape == (6,)
+    assert np.array_equal(C, C.T) and np.linalg.eigvalsh(C)[0] > 0
+    assert np.linalg.norm(g) == pytest.approx(9.0, rel=1e-15)
+    rng = np.random.default_rng(3)
+    B = rng.normal(size=(6, 6))
+    g_ref = rng.normal(size=6)
+    np.testing.assert_allclose(C, B @ B.T, rtol=1e-15, atol=1e-14)
+    np.testing.assert_allclose(g, 9.0 * g_ref / np.linalg.norm(g_ref), rtol=1e-14, atol=0)
+    C4, g4 = seeded_psd_system(4, 2.0, seed=0)
+    assert C4.shape == (4, 4) and np.linalg.norm(g4) == pytest.approx(2.0, rel=1e-15)
+
+
+# --------------------------------------------------------------------------- seeded data of the unlearning checks
+def test_seeded_ridge_data_construction():
+    """X, then w, then the noise from default_rng(seed); the ridge Hessian X^T X + alpha I is positive definite."""
+    X, y, alpha = seeded_ridge_data()
+    rng = np.random.default_rng(0)
+    X_ref = rng.normal(size=(60, 6))
+    w = rng.normal(size=6)
+    noise = rng.normal(size=60)
+    assert alpha == 0.3 and np.array_equal(X, X_ref)
+    np.testing.assert_allclose(y, X_ref @ w + 0.3 * noise, rtol=0, atol=1e-14)
+    assert np.linalg.eigvalsh(X.T @ X + alpha * np.eye(6))[0] > alpha
+    X2, y2, _ = seeded_ridge_data(n=10, d=3, alpha=1.0, seed=5)
+    assert X2.shape == (10, 3) and y2.shape == (10,)
+
+
+def test_seeded_logistic_data_labels_and_forget_order():
+    X, y, alpha, order = seeded_logistic_data()
+    assert X.shape == (400, 5) and y.shape == (400,) and alpha == 1.0
+    assert set(np.unique(y).tolist()) == {0.0, 1.0}
+    assert np.array_equal(np.sort(order), np.arange(400))
+    again = seeded_logistic_data()
+    assert all(np.array_equal(a, b) for a, b in zip((X, y, order), (again[0], again[1], again[3])))
+    # the labels carry signal: the plain-numpy logistic fit separates better than chance
+    th = np.zeros(5)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-X @ th))
+        th -= np.linalg.solve(X.T @ (X * (p * (1 - p))[:, None]) + alpha * np.eye(5), X.T @ (p - y) + alpha * th)
+    assert np.mean((X @ th > 0) == (y > 0.5)) > 0.6
+
+
+def test_seeded_softmax_data_scales_leave_logits_and_labels_unchanged():
+    X, y, W0 = seeded_softmax_data()
+    assert X.shape == (300, 5) and W0.shape == (4, 5) and y.shape == (300,)
+    assert np.array_equal(np.unique(y), np.arange(4))
+    s = np.array([3.0, 1.0, 1.0, 0.5, 0.3])
+    Xs, ys, Ws = seeded_softmax_data(scales=s)
+    np.testing.assert_allclose(Xs, X * s, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(Ws, W0 / s, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(Xs @ Ws.T, X @ W0.T, rtol=0, atol=1e-12)
+    assert np.array_equal(ys, y)
+    assert np.linalg.cond(Xs.T @ Xs) > 10 * np.linalg.cond(X.T @ X)
+    # labels follow the model's probabilities: the empirical class frequencies match the mean probability
+    Z = X @ W0.T
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    assert np.abs(np.bincount(y, minlength=4) / len(y) - P.mean(axis=0)).max() < 0.1

@@ -12,7 +12,7 @@ import pytest
 from test_bench_second_order import tiny_logistic
 
 from scale import report
-from scale.bench import common, theorems, training
+from scale.bench import common, mutants, theorems, training
 from scale.data import load_corpus
 
 SOLVERS = ["optlib:grad-norm-newton[exact]", "optlib:cubic-newton", "scipy:trust-exact", "scipy:L-BFGS-B"]
@@ -57,6 +57,9 @@ def _tiny_training_tier(tmp_path, monkeypatch) -> None:
 
 def test_quick_report_writes_every_file_and_section(tmp_path, fake_theory, monkeypatch):
     _tiny_training_tier(tmp_path, monkeypatch)
+    # one historical survivor against one theorem file keeps the mutation section to seconds
+    monkeypatch.setitem(mutants.PRESETS, "smoke", {"ids": ("grn-acceptance-stricter",),
+                                                   "suite": "tests/theorems/test_regularized_newton.py"})
     config = report.ReportConfig(**{
         **report.PRESETS["quick"], "out": tmp_path / "rep", "problems": ("tiny",), "solvers": tuple(SOLVERS),
         "extra_problems": {"tiny": tiny_logistic}, "progress": False,
@@ -72,6 +75,7 @@ def test_quick_report_writes_every_file_and_section(tmp_path, fake_theory, monke
     for sec in report.load_sections():
         assert f"## {sec.title}" in md
     assert "1 of 2 hold" in md and "fails" in md
+    assert "**1 of 1 mutants killed (100.0 %)**" in md
     assert "ratio optlib/scipy" in md
     for solver in SOLVERS:
         assert solver in md

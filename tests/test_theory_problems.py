@@ -3,6 +3,10 @@
 * ``optlib.theory`` has no problem module of its own (the former ``optlib.theory.standard`` is gone), its source
   constructs no :class:`optlib.Problem`, and every problem the theorem table runs on is created by code in
   ``optlib.problems``;
+* no module of ``optlib.theory`` defines a function named like a problem of ``optlib.problems`` (a name in its
+  ``__all__``) or like a problem builder (``make_*``, ``*_problem``, ``*_data``, ``*_residual``, ``*_jac``, ...),
+  and seeded random generators appear in ``optlib.theory`` only in the listed functions (probe vectors and
+  perturbations of a check, each with its reason): a new data generator written in a theory module is noticed;
 * the imports of ``optlib.theory`` point one way (``table`` on top, imported only by the package) and neither
   package imports project modules inside functions;
 * the statements' instances are the ones the theorem checks were written for: values pinned from the
@@ -15,6 +19,7 @@ import ast
 import importlib
 import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -22,8 +27,11 @@ import pytest
 import torch
 
 import optlib.problem
+import optlib.problems
 import optlib.theory
 from optlib.problems import lse_cubic, pseudo_huber
+from optlib.theory import FAMILY_TABLES
+from optlib.theory.__main__ import main
 from optlib.theory.table import chebyshev_instance, logistic_instance, quadratic_instance, rosenbrock_instance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +78,89 @@ def test_theorem_table_problems_come_from_the_library(monkeypatch):
     assert len(named - not_problems) >= 10
 
 
+def _top_level_functions(tree: ast.Module) -> dict[str, int]:
+    return {n.name: n.lineno for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def test_theory_defines_no_library_names():
+    """No module of optlib.theory defines a top-level function, class or variable whose name is exported by
+    optlib.problems (a moved problem redefined, or a copy kept beside the library's)."""
+    exported = set(optlib.problems.__all__)
+    for name, tree in _sources(THEORY).items():
+        defined = set(_top_level_functions(tree))
+        defined |= {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        assert not defined & exported, (name, sorted(defined & exported))
+
+
+PROBLEM_BUILDER_NAME = r"^(make|build|generate|random)_|_(problem|problems|data|dataset|residual|residuals|jac)$|^mlp$"
+
+
+def test_theory_defines_no_problem_builder_names():
+    """Functions named like problem or data builders belong in optlib.problems (``*_instance`` selectors of
+    library problems, such as ``rosenbrock_instance``, are allowed)."""
+    bad = {name: [f for f in _top_level_functions(tree) if re.search(PROBLEM_BUILDER_NAME, f.lstrip("_"))]
+           for name, tree in _sources(THEORY).items()}
+    assert not {k: v for k, v in bad.items() if v}, bad
+
+
+SEEDED_GENERATORS = {"default_rng", "Generator", "manual_seed", "RandomState", "seed"}
+ALLOWED_RANDOMNESS = {
+    # probe vectors of operator identities (the problem is the seeded MLP and batches of optlib.problems)
+    ("curvature.py", "ggn_products"),
+    ("curvature.py", "damped_inverse"),
+    ("curvature.py", "heuristic_inverse"),
+    # the perturbation of the experiment: 30 % of the retain labels shifted before fine-tuning
+    ("unlearning.py", "reapplication_bound"),
+    # a random SPD metric B of the change-of-variables statement (a method parameter, not the problem)
+    ("table.py", "metric_and_transformed"),
+    # random cubic-subproblem instances (A, g) of the cubic-subproblem statement
+    ("table.py", "cubic_cases"),
+}
+
+
+def _seeded_randomness(tree: ast.Module) -> set[str]:
+    """Top-level functions that create or seed a random generator (numpy or torch)."""
+    found = set()
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+                if name in SEEDED_GENERATORS:
+                    found.add(fn.name)
+    return found
+
+
+def test_theory_randomness_only_where_listed():
+    """A new seeded generator in optlib.theory is noticed: draw problems and data sets in optlib.problems (or,
+    for a check's own probe vectors or perturbations, add the function here with the reason)."""
+    used = {(name, fn) for name, tree in _sources(THEORY).items() for fn in _seeded_randomness(tree)}
+    assert used <= ALLOWED_RANDOMNESS, sorted(used - ALLOWED_RANDOMNESS)
+
+
+def test_the_guards_would_notice_the_former_generators():
+    """The three guards above flag the former in-theory generators (a would-catch twin on source text)."""
+    former = ast.parse(
+        "import numpy as np\n"
+        "def ridge_problem(n=60, d=6, seed=0):\n"
+        "    rng = np.random.default_rng(seed)\n"
+        "    return rng.normal(size=(n, d))\n"
+        "def mlp(sizes, seed=0):\n"
+        "    torch.manual_seed(seed)\n"
+        "def rosen_jac(x):\n"
+        "    return x\n"
+        "def seeded_mlp(sizes):\n"
+        "    return sizes\n"
+    )
+    assert _seeded_randomness(former) == {"ridge_problem", "mlp"}
+    assert {f for f in _top_level_functions(former) if re.search(PROBLEM_BUILDER_NAME, f)} == {
+        "ridge_problem", "mlp", "rosen_jac"}
+    assert set(_top_level_functions(former)) & set(optlib.problems.__all__) == {"seeded_mlp"}
+
+
 def _function_level_imports(tree: ast.Module) -> list[tuple[str, int]]:
     found = []
     for fn in ast.walk(tree):
@@ -100,10 +191,24 @@ def test_theory_imports_point_one_way():
         if name in ("__init__.py", "__main__.py"):
             continue
         if name == "table.py":
-            assert targets <= {"common", "regularized_newton"}, targets
+            checkers = {p.stem for p in THEORY.glob("*.py")} - {"__init__", "__main__", "table"}
+            assert targets <= checkers, targets - checkers
         else:
             assert "table" not in targets and "" not in targets, (name, targets)
 
+
+
+def test_problems_do_not_import_theory():
+    """optlib.problems is below optlib.theory: none of its modules imports optlib.theory (no cycle)."""
+    for name, tree in _sources(PROBLEMS).items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                assert not (node.level == 2 and module.split(".")[0] == "theory"), name
+                assert not (node.level == 2 and not module and any(a.name == "theory" for a in node.names)), name
+                assert not (node.level == 0 and module.startswith("optlib.theory")), name
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("optlib.theory") for a in node.names), name
 
 # Values of the former optlib.theory.standard problems, computed before it was removed:
 # (||x0||, f(x), ||grad f(x)||, f*) at x = x0 + 0.25 * linspace(-1, 1, n).
@@ -146,9 +251,14 @@ def test_pinned_constants_of_the_convex_instances():
 
 
 def test_theorem_table_command_refuses_unknown_arguments(capsys):
-    from optlib.theory.__main__ import main
-
     assert main(["--ful"]) == 2
     assert "unknown argument(s) --ful" in capsys.readouterr().err
+    assert main(["--family", "drop-muonn"]) == 2
+    assert "unknown theorem family drop-muonn" in capsys.readouterr().err
+    assert main(["--family", "least-squares"]) == 0
+    out = capsys.readouterr().out
+    names = {c.name for c in FAMILY_TABLES["least-squares"]()}
+    assert all(name in out for name in names) and "0 failing" in out
+    assert not any(c.name in out for c in FAMILY_TABLES["drop-muon"]())
     assert main(["--help"]) == 0
     assert "--full" in capsys.readouterr().out

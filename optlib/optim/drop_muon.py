@@ -31,7 +31,7 @@ Radius rules :math:`t_i` (per group ``radius``; :math:`\|\cdot\|_*` is the nucle
   (``adjust_lr``); with ``momentum_style="ema"`` this is exactly :class:`optlib.optim.Muon`'s update.
 * ``"smooth"``: :math:`t_i = \|D_i\|_*/L_i` (group key ``L``), the minimizer of the layer-wise smoothness upper
   bound :math:`-t\|D\|_* + L t^2/2` (Gluon, Riabinin et al. 2025, arXiv:2505.13416; derived in
-  :mod:`optlib.theory.dropmuon`).
+  :mod:`optlib.theory.drop_muon`).
 * ``"l0l1"``: :math:`t_i = g_i/(L^0_i + L^1_i g_i)` with :math:`g_i = \|D_i\|_*` (group keys ``L0``, ``L1``), the
   layer-wise :math:`(L^0, L^1)` rule (Zhang et al. 2020, arXiv:1905.11881, for the assumption; Gluon for the
   layer-wise step). With :math:`L^0 = 0` it is the constant radius :math:`1/L^1`.

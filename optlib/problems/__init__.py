@@ -15,7 +15,11 @@ This is the only problem library of the project: the theorem checks of :mod:`opt
 problems here too (some constructors have options for them, such as ``rosenbrock(x0=...)``,
 ``chebyshev_rosenbrock(scale=...)``, ``quadratic(x0_scale=...)`` and ``synthetic_logistic(signal=...)``;
 :func:`lse_cubic` and :func:`pseudo_huber` are convex problems with derived Hessian Lipschitz constants).
-The layered (block-matrix) problems of Muon and Drop-Muon are in :mod:`optlib.problems.layered`.
+The layered (block-matrix) problems of Muon and Drop-Muon are in :mod:`optlib.problems.layered`; the
+closed-form least-squares residual pairs ``(r, J)`` of the Levenberg–Marquardt and Gauss–Newton checks in
+:mod:`optlib.problems.residual_pairs`; the seeded small MLPs and batches of the curvature checks in
+:mod:`optlib.problems.curvature_nets`; the seeded ridge/logistic/softmax design matrices of the unlearning
+checks in :mod:`optlib.problems.unlearning_data`.
 
 Data come only from scikit-learn's bundled loaders or seeded numpy generators.
 
@@ -28,7 +32,9 @@ from collections.abc import Callable
 
 from ..problem import Problem
 from ._data import BINARY_DATASETS, MULTICLASS_DATASETS
+from .block_networks import BlockNetwork, block_cnn, block_mlp
 from .cubic import cubic_lipschitz
+from .curvature_nets import seeded_batches, seeded_mlp, seeded_psd_system
 from .layered import (
     LayeredProblem,
     concat_blocks,
@@ -43,18 +49,34 @@ from .lse_cubic import lse_cubic
 from .nonlinear import nonlinear_equations
 from .pseudo_huber import pseudo_huber
 from .quadratic import quadratic, quadratic_from_matrix, quadratic_with_condition
+from .residual_pairs import (
+    cubic_pair,
+    cubic_pair_jac,
+    large_residual,
+    rosenbrock_residual,
+    rosenbrock_residual_jac,
+    saturating_residual,
+    saturating_residual_jac,
+)
 from .rosenbrock import chebyshev_rosenbrock, rosenbrock, rosenbrock_nle
 from .softmax import softmax_regression
+from .unlearning_data import seeded_logistic_data, seeded_ridge_data, seeded_softmax_data
 
 __all__ = [
+    "BlockNetwork",
+    "block_cnn",
+    "block_mlp",
     "BINARY_DATASETS",
     "MULTICLASS_DATASETS",
     "LayeredProblem",
     "chebyshev_rosenbrock",
     "concat_blocks",
     "cubic_lipschitz",
+    "cubic_pair",
+    "cubic_pair_jac",
     "deep_linear_network",
     "exponential_blocks",
+    "large_residual",
     "layered_quadratic",
     "library",
     "log_sum_exp",
@@ -68,6 +90,16 @@ __all__ = [
     "quadratic_with_condition",
     "rosenbrock",
     "rosenbrock_nle",
+    "rosenbrock_residual",
+    "rosenbrock_residual_jac",
+    "saturating_residual",
+    "saturating_residual_jac",
+    "seeded_batches",
+    "seeded_logistic_data",
+    "seeded_mlp",
+    "seeded_psd_system",
+    "seeded_ridge_data",
+    "seeded_softmax_data",
     "softmax_regression",
     "synthetic_logistic",
 ]

@@ -10,11 +10,18 @@ Modules, each importing only those above it:
 * :mod:`optlib.theory.common` - :class:`TheoremCheck`, trace access, line fits;
 * :mod:`optlib.theory.regularized_newton` - the checkers of the gradient-regularized Newton family;
 * :mod:`optlib.theory.drop_muon` - the Drop-Muon checkers and :func:`~optlib.theory.drop_muon.drop_muon_table`;
-* :mod:`optlib.theory.table` - :func:`theorem_table` (every regularized-Newton statement on its problems)
-  and :func:`format_table`; ``python -m optlib.theory [--full]`` prints it.
+* :mod:`optlib.theory.least_squares` - Levenberg–Marquardt and Gauss–Newton checkers and
+  :func:`~optlib.theory.least_squares.least_squares_table`;
+* :mod:`optlib.theory.curvature` - curvature-operator and damping checkers and
+  :func:`~optlib.theory.curvature.curvature_table`;
+* :mod:`optlib.theory.unlearning` - Newton/K-FADE unlearning checkers and
+  :func:`~optlib.theory.unlearning.unlearning_table`;
+* :mod:`optlib.theory.table` - :func:`theorem_table` (every regularized-Newton statement on its problems),
+  :data:`FAMILY_TABLES` (every family's table) and :func:`every_table`, and :func:`format_table`;
+  ``python -m optlib.theory [--full] [--family NAME ...]`` prints them.
 """
 
-from . import drop_muon
+from . import curvature, drop_muon, least_squares, unlearning
 from .common import TheoremCheck, fit_line
 from .regularized_newton import (
     TrialRecorder,
@@ -31,11 +38,16 @@ from .regularized_newton import (
     search_overhead,
     step_within_radius,
 )
-from .table import format_table, theorem_table
+from .table import FAMILY_TABLES, every_table, format_table, theorem_table
 
 __all__ = [
+    "FAMILY_TABLES",
+    "every_table",
     "TheoremCheck",
+    "curvature",
     "drop_muon",
+    "least_squares",
+    "unlearning",
     "TrialRecorder",
     "acceptance_invariant",
     "collect_iterates",

@@ -1,4 +1,5 @@
-"""The theorem table: every statement of :mod:`optlib.theory.regularized_newton` run on its problems.
+"""The theorem tables: every statement of :mod:`optlib.theory.regularized_newton` run on its problems, and
+:data:`FAMILY_TABLES`, every family's table under one name.
 
 This module is the top of :mod:`optlib.theory`: it imports the checkers and the problem library
 (:mod:`optlib.problems`), and nothing in the package imports it except ``__init__`` and ``__main__``.
@@ -23,6 +24,7 @@ Every check is tagged with ``details["problem"]`` (the problem's name) and ``det
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from ..problems import (
     cubic_lipschitz,
     logistic_regression,
     lse_cubic,
+    nonlinear_equations,
     pseudo_huber,
     quadratic,
     quadratic_from_matrix,
@@ -44,26 +47,39 @@ from ..problems import (
     synthetic_logistic,
 )
 from ..second_order import grad_norm_newton, regularized_newton
+from ..second_order.cubic_newton import CubicRule
 from ..second_order.driver import run as run_rule
 from ..second_order.grad_norm_newton import GradNormRule
+from ..second_order.super_newton import SuperUniversalRule
 from .common import TheoremCheck
+from .curvature import curvature_table
+from .drop_muon import drop_muon_table
+from .least_squares import least_squares_table
 from .regularized_newton import (
     TrialRecorder,
+    acceptance_both_ways,
     acceptance_invariant,
     collect_iterates,
     condition_sweep,
+    cubic_rate,
+    cubic_steps,
     cubic_subproblem,
     iterates_match,
     k2_rate,
     linear_rate,
     local_superlinear,
+    mishchenko_rate,
     nonconvex_grad_rate,
     normalized_gradient_reference,
     search_overhead,
+    search_replay,
     step_within_radius,
 )
+from .unlearning import unlearning_table
 
 GAMMA_MIN = 1e-9
+M_MIN = 1e-10
+H_MIN = 1e-5
 SWEEP_CONDS = (1e1, 1e2, 1e3, 1e4)
 SWEEP_REG = 1e-4
 
@@ -130,6 +146,9 @@ def invariant_checks(quick: bool) -> list[TheoremCheck]:
         if p.constants.convex:  # the statement needs H PSD: exact Hessians of convex f, or the Böhning bound
             out.append(tag(step_within_radius(rec), p.name, m))
         out.append(tag(search_overhead(res, trials=rec, gamma_min=GAMMA_MIN), p.name, m))
+        if res.nrejected > 0:  # both directions need a rejected trial (pseudo_huber's run rejects none)
+            out.append(tag(acceptance_both_ways(rec, "grad-norm"), p.name, m))
+            out.append(tag(search_replay(rec, "grad-norm", floor=GAMMA_MIN), p.name, m))
     return out
 
 
@@ -157,7 +176,8 @@ def linear_rate_checks(quick: bool) -> list[TheoremCheck]:
 
 
 def k2_checks(quick: bool) -> list[TheoremCheck]:
-    """Statement 4 for the adaptive method (exact H) and Mishchenko's method with fixed H = L2."""
+    """Statement 4 for the adaptive method (exact H; spec's C = 100, constant unverified) and Mishchenko's
+    method with fixed H = L2 (derived one-step bound and step lemmas, :func:`mishchenko_rate`)."""
     out = []
     problems = [pseudo_huber(), lse_cubic()]
     if not quick:
@@ -166,8 +186,52 @@ def k2_checks(quick: bool) -> list[TheoremCheck]:
         L2, D = p.constants.L2, float(torch.linalg.vector_norm(p.x0 - p.x_star))
         res = grad_norm_newton(p, p.x0, maxiter=500, gtol=1e-10)
         out.append(tag(k2_rate(res, p.f_star, L2, D), p.name, "grad-norm-newton (exact H)"))
-        res = regularized_newton(p, p.x0, H=L2, adaptive=False, maxiter=500, gtol=1e-10)
-        out.append(tag(k2_rate(res, p.f_star, L2, D), p.name, "regularized-newton (fixed H = L2)"))
+        cb, xs = collect_iterates()
+        res = regularized_newton(p, p.x0, H=L2, adaptive=False, maxiter=500, gtol=1e-10, callback=cb)
+        out.append(tag(mishchenko_rate(res, [p.x0, *xs], p.x_star, p.f_star, L2, L2), p.name,
+                       "regularized-newton (fixed H = L2)"))
+    return out
+
+
+def cubic_newton_checks(quick: bool) -> list[TheoremCheck]:
+    """Statements 9a, 9b (cubic Newton, fixed M = L2) and 1b, 2b for the adaptive M search."""
+    out = []
+    problems = [pseudo_huber(), lse_cubic()]
+    if not quick:
+        problems += [pseudo_huber(n=16, t0=3.0, seed=1), lse_cubic(c=0.0, scale=3.0, seed=1), cubic_lipschitz()]
+    for p in problems:
+        L2 = p.constants.L2
+        rec = TrialRecorder(CubicRule(M_MIN), keep_tensors=True)
+        cb, xs = collect_iterates()
+        res = run_rule(p, p.x0, rec, L2, adaptive=False, maxiter=500, gtol=1e-10, callback=cb, method="cubic-newton")
+        m = "cubic-newton (fixed M = L2)"
+        out.append(tag(cubic_steps(rec), p.name, m))
+        out.append(tag(cubic_rate(res, [p.x0, *xs], p.x_star, p.f_star, L2, L2), p.name, m))
+    adaptive = [pseudo_huber()] + ([cubic_lipschitz()] if not quick else [])
+    for p in adaptive:  # M_0 = 1e-2: the search rejects trials, so both directions are exercised
+        rec = TrialRecorder(CubicRule(M_MIN), keep_tensors=True)
+        run_rule(p, p.x0, rec, 1e-2, maxiter=300, gtol=1e-8, method="cubic-newton")
+        m = "cubic-newton (adaptive M)"
+        out.append(tag(acceptance_both_ways(rec, "cubic"), p.name, m))
+        out.append(tag(search_replay(rec, "cubic", floor=M_MIN), p.name, m))
+        out.append(tag(cubic_steps(rec), p.name, m))
+    return out
+
+
+def super_newton_checks(quick: bool) -> list[TheoremCheck]:
+    """Statements 1b and 2b for super-universal Newton, and its derived convex decrease (statement 1, c = 4)."""
+    out = []
+    problems = [rosenbrock_instance(), nonlinear_equations(n=20, m=40, p=4)]
+    if not quick:
+        problems += [chebyshev_instance(3), lse_cubic(), cubic_lipschitz()]
+    for p in problems:
+        rec = TrialRecorder(SuperUniversalRule(1.0, H_MIN))
+        res = run_rule(p, p.x0, rec, 1.0, maxiter=2000, gtol=1e-9, method="super-newton")
+        m = "super-newton (alpha = 1)"
+        out.append(tag(acceptance_both_ways(rec, "super-universal"), p.name, m))
+        out.append(tag(search_replay(rec, "super-universal", floor=H_MIN), p.name, m))
+        if p.constants.convex:
+            out.append(tag(acceptance_invariant(res, p.f_star, constant=4.0), p.name, m, statement_constant=4))
     return out
 
 
@@ -287,6 +351,8 @@ def theorem_table(quick: bool = True) -> list[TheoremCheck]:
         checks += invariant_checks(quick)
         checks += linear_rate_checks(quick)
         checks += k2_checks(quick)
+        checks += cubic_newton_checks(quick)
+        checks += super_newton_checks(quick)
         checks += nonconvex_checks(quick)
         checks += superlinear_checks(quick)
         for seed in (0,) if quick else (0, 1, 2):
@@ -297,10 +363,35 @@ def theorem_table(quick: bool = True) -> list[TheoremCheck]:
         torch.set_num_threads(threads)
 
 
+regularized_newton_table = theorem_table
+"""The family's table under the name the report and asv use for every family (``<family>_table(quick)``)."""
+
+FAMILY_TABLES: dict[str, Callable[..., list[TheoremCheck]]] = {
+    "regularized-newton": regularized_newton_table,
+    "drop-muon": drop_muon_table,
+    "least-squares": least_squares_table,
+    "curvature": curvature_table,
+    "unlearning": unlearning_table,
+}
+"""Every family's table, ``name -> table(quick=True)``: what the report's theorem table, the asv ``track_*``
+benchmarks and ``python -m optlib.theory`` run. A new family adds its table here."""
+
+
+def every_table(quick: bool = True, families: Sequence[str] | None = None) -> list[TheoremCheck]:
+    """The checks of every family (or of ``families``), each tagged with ``details["family"]``."""
+    names = list(FAMILY_TABLES) if families is None else list(families)
+    unknown = [f for f in names if f not in FAMILY_TABLES]
+    if unknown:
+        raise ValueError(f"unknown theorem famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
+                         f"known: {', '.join(FAMILY_TABLES)}")
+    return [dataclasses.replace(c, details={**dict(c.details or {}), "family": name})
+            for name in names for c in FAMILY_TABLES[name](quick=quick)]
+
+
 def format_table(checks: list[TheoremCheck]) -> str:
     """The checks as a plain-text "measured vs bound" table (columns as wide as their longest entry)."""
-    rows = [(c.name, str(c.details.get("problem", "")), str(c.details.get("method", "")), f"{c.measured:.4g}",
-             f"{c.bound:.4g}", "holds" if c.holds else "FAILS") for c in checks]
+    rows = [(c.name, str(c.details.get("problem", "")), str(c.details.get("method", "")), _num(c.measured),
+             _num(c.bound), "holds" if c.holds else "FAILS") for c in checks]
     header = ("statement", "problem", "method", "measured", "bound", "verdict")
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
 
@@ -311,3 +402,9 @@ def format_table(checks: list[TheoremCheck]) -> str:
 
     return "\n".join(line(r) for r in [header, *rows])
 
+
+def _num(x: Any) -> str:
+    try:
+        return f"{float(x):.4g}"
+    except (TypeError, ValueError):
+        return str(x)
