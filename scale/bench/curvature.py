@@ -23,7 +23,6 @@ with the load average. Writes ``OUT/curvature_bench.json``.
 from __future__ import annotations
 
 import statistics
-import textwrap
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -246,7 +245,7 @@ def _run(cfg: Config) -> int:
 
 COMMAND = Command(
     prog="python -m scale.bench.curvature",
-    description=textwrap.fill(
+    description=(
         "GGN-vector product time of optlib.curvature.GGN against curvlinops' GGNLinearOperator, and the training-step "
         "overhead of optlib.optim.KFAC against torch.optim.SGD, on the same MLP and batch, interleaved; prints medians "
         f"and ratios and writes OUT/{JSON_NAME}."),

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 import sys
-import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -582,14 +581,14 @@ def _run(cfg: Config) -> int:
 
 COMMAND = Command(
     prog="python -m scale.bench.drop_muon_digits",
-    description=textwrap.fill(
+    description=(
         "Time to a target accuracy of Drop-Muon (Gruntkowska, Maziane, Qu & Richtárik 2025, arXiv:2510.02239) "
         "against full-network Muon (Jordan et al. 2024) and AdamW, on a small CNN trained on scikit-learn's "
         "8x8 digits (upsampled to --resolution when it is above 8). Drop-Muon draws a cutoff block s per step, "
         "runs the blocks below s without autograd and updates only blocks >= s. The clock covers forward, "
         f"backward and optimizer step only (evaluation paused). Writes OUT/{JSON_NAME} and OUT/{PLOT_NAME} "
         "and prints the per-seed ratios Muon time / method time. Presets: quick (the report's configuration, "
-        "about a minute), smoke (the report's --quick one, a few seconds).", width=100),
+        "about a minute), smoke (the report's --quick one, a few seconds)."),
     config=Config, run=_run, presets=PRESETS,
 )
 main = COMMAND.main

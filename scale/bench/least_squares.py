@@ -43,7 +43,6 @@ one record per run) and ``least_squares.md`` (the table).
 from __future__ import annotations
 
 import statistics
-import textwrap
 import time
 import warnings
 from collections.abc import Sequence
@@ -371,7 +370,7 @@ def _run(cfg: Config) -> int:
 
 COMMAND = Command(
     prog="python -m scale.bench.least_squares",
-    description=textwrap.fill(
+    description=(
         "Levenberg–Marquardt (Moré 1978; MINPACK's initial step bound and the factor=1 variant) and "
         "Gauss–Newton from optlib.least_squares against scipy.optimize.least_squares (method='lm', "
         "MINPACK; method='trf') and scipy.optimize.leastsq (factor=1) on the 27 NIST StRD "

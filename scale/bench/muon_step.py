@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,14 +168,13 @@ def _run(cfg: Config) -> int:
 
 COMMAND = Command(
     prog="python -m scale.bench.muon_step",
-    description=textwrap.fill(
+    description=(
         "Median step time of optlib.optim.Muon against torch.optim.Muon on the same parameters and gradients, "
         "both with the settings under which their updates are equal: EMA momentum 0.95 with Nesterov, Keller "
         "Jordan's quintic Newton-Schulz (5 steps, bfloat16) and the sqrt(max(1, m/n)) lr scaling (Jordan et al. "
         "2024). The two are timed in one process, interleaved step by step with the order alternating, after "
         "a warm-up. Prints the ratio optlib / torch per shape set (below 1: optlib's step is faster) and writes "
-        f"OUT/{JSON_NAME}. Presets: report (the report's shape sets), smoke (tiny-gpt, a few steps).",
-        width=100),
+        f"OUT/{JSON_NAME}. Presets: report (the report's shape sets), smoke (tiny-gpt, a few steps)."),
     config=Config, run=_run, presets=PRESETS,
 )
 main = COMMAND.main

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -154,13 +153,13 @@ def _run(cfg: Config) -> int:
 
 COMMAND = Command(
     prog="python -m scale.bench.newton_schulz_kernel",
-    description=textwrap.fill(
+    description=(
         "Time Newton–Schulz orthogonalization (Muon's quintic iteration, Jordan et al. 2024) on a CUDA GPU: the "
         "PyTorch reference against the Triton kernels of kernels.newton_schulz, and torch.optim.Muon's helper "
         "when this torch has it. Prints, per shape and dtype, median milliseconds over --repeats calls (CUDA "
         "events, after --warmup calls), the speed-up of Triton and the largest difference between the outputs. "
         "Exit status 2 with an error line when CUDA or triton is missing or a setting is bad. Presets: smoke "
-        "(one 1024x1024 matrix, few calls).", width=100),
+        "(one 1024x1024 matrix, few calls)."),
     config=Config, run=_run, presets=PRESETS,
 )
 main = COMMAND.main

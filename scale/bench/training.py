@@ -60,7 +60,6 @@ import random
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -1286,20 +1285,13 @@ def _run_profile(cfg: ProfileConfig) -> int:
 
 
 _PROG = "python -m scale.bench.training"
-
-
-def _wrap(text: str) -> str:
-    """A description as ``--help`` prints it (the generator keeps the line breaks it is given)."""
-    return textwrap.fill(text, 100)
-
-
 _SETTINGS_NOTE = (
     "Every run starts from the scale.train preset --train-preset with the --set settings on top; --preset picks "
     "a named set of this command's own settings (quick: the report's quick mode, report: its default mode)."
 )
 GROUP = CommandGroup(
     prog=_PROG,
-    description=_wrap(
+    description=(
         "Benchmarks of python -m scale.train on tiny-shakespeare (character level), the shakespeare-char-cpu "
         "preset (nanoGPT's CPU recipe: 4 layers, 4 heads, width 128, context 64, batch 12) unless "
         "--train-preset says otherwise. Commands: 'throughput' (tokens/s of scale.train against a plain PyTorch "
@@ -1314,7 +1306,7 @@ GROUP = CommandGroup(
         "throughput": Command(
             prog=f"{_PROG} throughput", config=ThroughputConfig, run=_run_throughput, presets=THROUGHPUT_PRESETS,
             help="tokens/s of scale.train against a plain loop",
-            description=_wrap(
+            description=(
                 "Tokens/s of scale.train against a plain PyTorch loop (same GPT, same batches from the same sampler, "
                 "torch.optim.AdamW with the same settings, no logging), interleaved in one process; medians over "
                 "rounds and the ratio scale.train / plain per thread count. Writes OUT/throughput.json and "
@@ -1322,7 +1314,7 @@ GROUP = CommandGroup(
         "quality": Command(
             prog=f"{_PROG} quality", config=QualityConfig, run=_run_quality, presets=QUALITY_PRESETS,
             help="time to a validation loss, AdamW vs Muon vs Drop-Muon",
-            description=_wrap(
+            description=(
                 "Training wall-clock (evaluation paused) to a validation loss for each method on each seed, the "
                 "ratios time(method) / time(adamw) paired by seed with their spread, and the validation-loss curves "
                 "against wall-clock and steps (AlgoPerf's time to target, Dahl et al. 2023, arXiv:2306.07179; "
@@ -1332,7 +1324,7 @@ GROUP = CommandGroup(
         "scaling": Command(
             prog=f"{_PROG} scaling", config=ScalingConfig, run=_run_scaling, presets=SCALING_PRESETS,
             help="fit the LR-annealing scaling law, predict WSD",
-            description=_wrap(
+            description=(
                 "Train a constant-LR and a cosine run (and a WSD run) of the preset's model with the same seed, fit "
                 "L(s) = L0 + A*S1^-alpha - C*S2 (Tissue, Wang & Wang 2024, arXiv:2408.11029) on the first two and "
                 "predict the WSD curve; mean/max absolute error after warmup. Writes OUT/scaling.json and "
@@ -1340,7 +1332,7 @@ GROUP = CommandGroup(
         "profile": Command(
             prog=f"{_PROG} profile", config=ProfileConfig, run=_run_profile,
             help="cProfile of scale.train and of the plain loop",
-            description=_wrap(
+            description=(
                 "cProfile of a short scale.train run (AdamW, setup included) and of the plain loop over the same "
                 "steps: the functions with the most own and cumulative time. Writes OUT/profile.json and "
                 "OUT/profile.txt. Every run starts from the scale.train preset --train-preset with the --set "

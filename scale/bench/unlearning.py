@@ -95,7 +95,6 @@ from __future__ import annotations
 
 import copy
 import math
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -1111,7 +1110,7 @@ def _run(cfg: Config) -> int:
 
 COMMAND = Command(
     prog="python -m scale.bench.unlearning",
-    description=textwrap.fill(
+    description=(
         "Gauss-Newton unlearning (K-FADE, McKinney et al. 2026, arXiv:2602.10568) against gradient ascent: the "
         "frontier of forget-loss increase against retain-set KL, and the distance to a model retrained without the "
         "forget set, on a digits MLP (forget one class) and a character-level GPT on tiny-shakespeare (forget one "
