@@ -35,8 +35,10 @@ from .regularized_newton import (
     local_superlinear,
     nonconvex_grad_rate,
     normalized_gradient_reference,
+    regularization_formula,
     search_overhead,
     step_within_radius,
+    super_universal_linear_rate,
 )
 from .table import FAMILY_TABLES, every_table, format_table, theorem_table
 
@@ -61,7 +63,9 @@ __all__ = [
     "local_superlinear",
     "nonconvex_grad_rate",
     "normalized_gradient_reference",
+    "regularization_formula",
     "search_overhead",
     "step_within_radius",
+    "super_universal_linear_rate",
     "theorem_table",
 ]

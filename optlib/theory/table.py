@@ -48,6 +48,7 @@ from ..problems import (
 )
 from ..second_order import grad_norm_newton, regularized_newton
 from ..second_order.cubic_newton import CubicRule
+from ..second_order.driver import StepRule
 from ..second_order.driver import run as run_rule
 from ..second_order.grad_norm_newton import GradNormRule
 from ..second_order.super_newton import SuperUniversalRule
@@ -71,9 +72,11 @@ from .regularized_newton import (
     mishchenko_rate,
     nonconvex_grad_rate,
     normalized_gradient_reference,
+    regularization_formula,
     search_overhead,
     search_replay,
     step_within_radius,
+    super_universal_linear_rate,
 )
 from .unlearning import unlearning_table
 
@@ -149,6 +152,7 @@ def invariant_checks(quick: bool) -> list[TheoremCheck]:
         if res.nrejected > 0:  # both directions need a rejected trial (pseudo_huber's run rejects none)
             out.append(tag(acceptance_both_ways(rec, "grad-norm"), p.name, m))
             out.append(tag(search_replay(rec, "grad-norm", floor=GAMMA_MIN), p.name, m))
+            out.append(tag(regularization_formula(rec, "grad-norm"), p.name, m))
     return out
 
 
@@ -218,8 +222,30 @@ def cubic_newton_checks(quick: bool) -> list[TheoremCheck]:
     return out
 
 
+# (1/3)||A(x - x*)||^3 in the metric A^T A: uniformly convex of degree 3 with sigma = 1/2, Hessian
+# Lipschitz with L2 = 2, gradient growth ||g||_* = (3 delta)^(2/3) (statement 10's assumptions).
+CUBIC_RESIDUAL_CONSTANTS = {"sigma": 0.5, "L2": 2.0, "G": 3.0 ** (2.0 / 3.0)}
+
+
+def cubic_residual_instance(seed: int = 0) -> tuple[Problem, torch.Tensor]:
+    """The paper's nonlinear equations with ``p = 3`` (n = 20, m = 40) and the metric ``A^T A``."""
+    problem = nonlinear_equations(n=20, m=40, p=3, seed=seed)
+    A = torch.from_numpy(problem.data["A"])
+    return problem, A.T @ A
+
+
+def super_uniformly_convex_run(rule: StepRule, seed: int = 0) -> tuple[Any, TheoremCheck]:
+    """Statement 10 for ``rule`` on :func:`cubic_residual_instance` (trial log recorded)."""
+    problem, B = cubic_residual_instance(seed)
+    rec = TrialRecorder(rule)
+    res = run_rule(problem, problem.x0, rec, 1.0, B=B, maxiter=3000, gtol=1e-13, method="super-newton")
+    check = super_universal_linear_rate(rec, res, problem.f_star, **CUBIC_RESIDUAL_CONSTANTS)
+    return res, tag(check, problem.name, f"super-newton (alpha = {getattr(rule, 'alpha', float('nan')):.3g}, metric A^T A)")
+
+
 def super_newton_checks(quick: bool) -> list[TheoremCheck]:
-    """Statements 1b and 2b for super-universal Newton, and its derived convex decrease (statement 1, c = 4)."""
+    """Statements 1b and 2b for super-universal Newton, its derived convex decrease (statement 1, c = 4),
+    and its linear rate on a uniformly convex problem of degree 3 (statement 10)."""
     out = []
     problems = [rosenbrock_instance(), nonlinear_equations(n=20, m=40, p=4)]
     if not quick:
@@ -230,8 +256,11 @@ def super_newton_checks(quick: bool) -> list[TheoremCheck]:
         m = "super-newton (alpha = 1)"
         out.append(tag(acceptance_both_ways(rec, "super-universal"), p.name, m))
         out.append(tag(search_replay(rec, "super-universal", floor=H_MIN), p.name, m))
+        out.append(tag(regularization_formula(rec, "super-universal"), p.name, m))
         if p.constants.convex:
             out.append(tag(acceptance_invariant(res, p.f_star, constant=4.0), p.name, m, statement_constant=4))
+    for alpha in ([1.0] if quick else [1.0, 2.0 / 3.0]):
+        out.append(super_uniformly_convex_run(SuperUniversalRule(alpha, H_MIN))[1])
     return out
 
 

@@ -37,6 +37,7 @@ from optlib.theory import (
     local_superlinear,
     nonconvex_grad_rate,
     normalized_gradient_reference,
+    regularization_formula,
     search_overhead,
     step_within_radius,
 )
@@ -383,8 +384,25 @@ def test_search_replay(make):
     """Statement 2b (authors' grad_norm_smooth): every trial's radius is the one the search rule
     gamma <- max(2 gamma, gamma_min) / gamma/2 gives from gamma_0 and the decisions alone."""
     problem, hessian = make()
-    check = search_replay(_recorded(problem, GradNormRule(GAMMA_MIN), hessian), "grad-norm", floor=GAMMA_MIN)
+    rec = _recorded(problem, GradNormRule(GAMMA_MIN), hessian)
+    check = search_replay(rec, "grad-norm", floor=GAMMA_MIN)
     assert check.holds, check
+    formula = regularization_formula(rec, "grad-norm")
+    assert formula.holds, formula
+
+
+class RadiusSquared(GradNormRule):
+    """lambda = ||g||_*/gamma^2 (a wrong power of the radius)."""
+
+    def propose(self, pt: Point, gamma: float) -> Trial:
+        lam = pt.gnorm / gamma**2
+        return Trial(regularized_newton_step(pt.H, pt.g, lam, pt.metric), lam)
+
+
+def test_regularization_formula_would_catch_wrong_power():
+    """Would catch (statement 2c): lambda = ||g||_*/gamma^2 on Rosenbrock."""
+    check = regularization_formula(_recorded(rosenbrock_instance(), RadiusSquared(GAMMA_MIN)), "grad-norm")
+    assert not check.holds, check
 
 
 @pytest.mark.parametrize("twin", [NeverHalves, QuadruplesOnSuccess, NeverGrows])
@@ -553,6 +571,18 @@ def test_search_replay_mishchenko_line_search():
     run(problem, problem.x0, rec, 1.0, maxiter=200, gtol=1e-9)
     check = search_replay(rec, "mishchenko")
     assert check.holds, check
+    formula = regularization_formula(rec, "mishchenko")
+    assert formula.holds, formula
+
+
+def test_regularization_formula_would_catch_missing_sqrt():
+    """Would catch (statement 2c): lambda = H ||g|| (square root dropped), even on pseudo-Huber where
+    the rate bound cannot see it."""
+    problem = pseudo_huber()
+    rec = TrialRecorder(NoSqrtMishchenko())
+    run(problem, problem.x0, rec, 1.0, maxiter=200, gtol=1e-9)
+    check = regularization_formula(rec, "mishchenko")
+    assert not check.holds, check
 
 
 def test_search_replay_would_catch_mishchenko_half_restart():
