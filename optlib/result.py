@@ -105,6 +105,16 @@ STATUS_MESSAGES = {
     ROUNDOFF_FLOOR: "Stopped at the float64 rounding floor: the decrease of f is no longer measurable.",
 }
 
+# A run that reaches the rounding floor with ||g||_* <= ROUNDOFF_SUCCESS_FACTOR * gtol is reported as a
+# success (status SUCCESS) with ROUNDOFF_SUCCESS_MESSAGE: the requested gradient norm is then only a
+# small factor beyond what float64 lets the method verify, and the point is as good as the arithmetic
+# allows. Farther from gtol the status stays ROUNDOFF_FLOOR (success=False).
+ROUNDOFF_SUCCESS_FACTOR = 10.0
+ROUNDOFF_SUCCESS_MESSAGE = (
+    "Optimization terminated successfully at the float64 rounding floor: the gradient norm {gnorm:.3e} is "
+    "within {factor:g}x of gtol {gtol:.3e}, and no trial changed f measurably any more."
+)
+
 
 def wrap_callback(callback: Callable[..., Any]) -> Callable[[OptimizeResult], bool]:
     """Adapt a user callback to scipy's (>= 1.11) conventions; the wrapper returns True to stop.

@@ -220,3 +220,26 @@ def test_lm_through_minimize_on_a_nist_problem():
     assert p.min_lre(res.x) >= 9
     assert math.isclose(res.fun, prob.f_star, rel_tol=1e-10)
     assert res.nres > 0 and res.njac > 0
+
+
+@pytest.mark.parametrize("name,start", [("Misra1a", 1), ("Thurber", 1), ("Bennett5", 2)])
+def test_numpy_and_torch_input_take_the_same_steps(name, start):
+    """One loop, two array backends: numpy input runs it on numpy arrays, tensor input on tensors. Given the same
+    residuals and Jacobian (the numpy ones, wrapped for tensors, so that only the solver's arithmetic differs),
+    both make the same evaluations, trials and accepted steps; the iterates agree to rounding (numpy's and
+    torch's SVDs and norms differ in the last bits, which the default tolerances do not resolve)."""
+    p = load_nist(name)
+    x0 = p.start(start)
+    seen: dict[str, list[np.ndarray]] = {"numpy": [], "torch": []}
+    ours = least_squares(p.residuals, x0, p.jacobian, callback=lambda x: seen["numpy"].append(np.array(x)))
+    tens = least_squares(lambda t: torch.from_numpy(p.residuals(t.numpy())), torch.as_tensor(x0),
+                         lambda t: torch.from_numpy(p.jacobian(t.numpy())),
+                         callback=lambda x: seen["torch"].append(x.numpy().copy()))
+    assert isinstance(ours.x, np.ndarray) and isinstance(tens.x, torch.Tensor)
+    assert ours.success and p.min_lre(ours.x) >= 4  # the default tolerances (1e-8) stop short of 6 digits
+    assert (tens.nfev, tens.njev, tens.nit, tens.termination) == (ours.nfev, ours.njev, ours.nit, ours.termination)
+    for key in ("nfev", "njev", "trials"):
+        np.testing.assert_array_equal(tens.trace.column(key), ours.trace.column(key))
+    assert len(seen["numpy"]) == ours.nit
+    np.testing.assert_allclose(np.array(seen["torch"]), np.array(seen["numpy"]), rtol=1e-7)
+    np.testing.assert_allclose(tens.trace.column("f"), ours.trace.column("f"), rtol=1e-8)

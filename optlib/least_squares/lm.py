@@ -228,8 +228,11 @@ def run_lm(
             x_new = x + p
             r_new = oracle.residuals(x_new)
             trials += 1
-            finite = be.all_finite(r_new)
-            fnorm1 = be.norm(r_new) if finite else math.inf
+            # a finite norm proves the residuals finite: the entrywise test only when it is not (overflow or not)
+            fnorm1 = be.norm(r_new)
+            finite = math.isfinite(fnorm1) or be.all_finite(r_new)
+            if not finite:
+                fnorm1 = math.inf
             huge = not (0.1 * fnorm1 < fnorm)
             actred = -1.0 if huge else 1.0 - (fnorm1 / fnorm) ** 2
             t1 = sub.jp_norm(w) / fnorm

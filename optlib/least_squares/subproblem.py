@@ -95,24 +95,33 @@ class ScaledLeastSquares:
         self.d = np.asarray(d, dtype=np.float64)
         self.s, self.c, self.Vh = backend.svd_scaled(J, r, self.d)
         rcond = max(m, n) * EPS if rcond is None else float(rcond)
-        smax = float(self.s[0]) if self.s.size else 0.0
-        self.nonsingular = self.s > rcond * smax if smax > 0 else np.zeros_like(self.s, dtype=bool)
-        self.full_rank = bool(self.nonsingular.all()) and self.s.size == n
+        cutoff = rcond * float(self.s[0]) if self.s.size else 0.0
+        # the singular values come sorted, largest first: the smallest decides the rank
+        self.full_rank = self.s.size == n and float(self.s[-1]) > cutoff
+        self.s2 = self.s * self.s
         self.sc = self.s * self.c  # V^T D^{-1} J^T r
         self.scaled_grad_norm = _norm(self.sc)
+        # w(0), its norm and its Newton ratio serve every trial at this Jacobian: computed once
+        if self.full_rank:
+            self._gn = self.c / self.s
+        else:
+            nonsingular = self.s > cutoff
+            self._gn = np.zeros_like(self.c)
+            self._gn[nonsingular] = self.c[nonsingular] / self.s[nonsingular]
+        self._gn_sq = float(np.dot(self._gn, self._gn))
+        self._gn_norm = math.sqrt(self._gn_sq)
+        self._gn_ratio: float | None = None  # its Newton ratio, when first needed
 
     # ------------------------------------------------------------------ steps in w-coordinates
     def gauss_newton(self) -> np.ndarray:
-        """``w(0)``: the minimum-norm Gauss–Newton step (``p = -D^{-1} V w``)."""
-        w = np.zeros_like(self.c)
-        w[self.nonsingular] = self.c[self.nonsingular] / self.s[self.nonsingular]
-        return w
+        """``w(0)``: the minimum-norm Gauss–Newton step (``p = -D^{-1} V w``); a copy the caller may change."""
+        return self._gn.copy()
 
     def step(self, lam: float) -> np.ndarray:
         """``w(lam)``; ``lam = 0`` is the Gauss–Newton step."""
         if lam == 0.0:
             return self.gauss_newton()
-        return self.sc / (self.s * self.s + lam)
+        return self.sc / (self.s2 + lam)
 
     def to_x(self, w: np.ndarray) -> Any:
         """The step ``p = -D^{-1} V w`` in the original variables (an array of the Jacobian's kind)."""
@@ -128,26 +137,27 @@ class ScaledLeastSquares:
         return _norm(self.s * w)
 
     # ------------------------------------------------------------------ Moré's choice of lambda
-    def _newton_ratio(self, w: np.ndarray, lam: float) -> float:
-        """``||w||^2 / sum_i w_i^2 / (s_i^2 + lam)`` (the factor of phi/Delta in the Newton correction)."""
-        den = self.s * self.s + lam
-        mask = den > 0
-        q = float(np.sum(w[mask] ** 2 / den[mask]))
-        return float(np.dot(w, w)) / q if q > 0 else math.inf
+    @staticmethod
+    def _newton_ratio(w: np.ndarray, ww: float, den: np.ndarray) -> float:
+        """``||w||^2 / sum_i w_i^2 / den_i`` with ``ww = ||w||^2`` and ``den_i = s_i^2 + lam > 0`` (the factor of
+        phi/Delta in the Newton correction; ``inf`` when the sum vanishes)."""
+        q = float((w * w / den).sum())
+        return ww / q if q > 0 else math.inf
 
     def lm_parameter(self, delta: float, lam0: float) -> tuple[float, np.ndarray, int]:
         """Moré's λ for the trust radius ``delta``, started from ``lam0`` (the previous λ).
 
         Returns ``(lam, w, iterations)``; see the module docstring for the conditions met.
         """
-        w = self.gauss_newton()
-        dxnorm = _norm(w)
+        dxnorm = self._gn_norm
         fp = dxnorm - delta
         if fp <= 0.1 * delta:
-            return 0.0, w, 0
+            return 0.0, self.gauss_newton(), 0
         lam_l = 0.0
-        if self.full_rank:
-            lam_l = (fp / delta) * self._newton_ratio(w, 0.0)
+        if self.full_rank:  # every s_i > 0
+            if self._gn_ratio is None:
+                self._gn_ratio = self._newton_ratio(self._gn, self._gn_sq, self.s2)
+            lam_l = (fp / delta) * self._gn_ratio
         gnorm = self.scaled_grad_norm
         lam_u = gnorm / delta
         if lam_u == 0.0:
@@ -160,12 +170,14 @@ class ScaledLeastSquares:
             it += 1
             if lam == 0.0:
                 lam = max(TINY, 1e-3 * lam_u)
-            w = self.step(lam)
-            dxnorm = _norm(w)
+            den = self.s2 + lam
+            w = self.sc / den  # self.step(lam), sharing den with the Newton ratio
+            ww = float(np.dot(w, w))
+            dxnorm = math.sqrt(ww)
             fp_prev, fp = fp, dxnorm - delta
             if abs(fp) <= 0.1 * delta or (lam_l == 0.0 and fp <= fp_prev < 0.0) or it == 10:
                 return lam, w, it
-            correction = (fp / delta) * self._newton_ratio(w, lam)
+            correction = (fp / delta) * self._newton_ratio(w, ww, den)
             if fp > 0.0:
                 lam_l = max(lam_l, lam)
             elif fp < 0.0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .regularized import FactorizationError, LowRank, Metric
+from .regularized import FactorizationError, LowRank, Metric, regularized_newton_step
 
 Tensor = torch.Tensor
 
@@ -55,11 +55,12 @@ class SpectralCurvature:
     def solve(self, g: Tensor, lam: float, metric: Metric | None = None) -> Tensor:
         """``-(H + lam B)^{-1} g``; raises :class:`FactorizationError` unless ``H + lam B`` is PD.
 
-        ``metric`` must be the one the decomposition was made in (it is accepted for a uniform
-        interface with the other curvature kinds).
+        The decomposition serves the metric it was made in. Given another ``metric``, the system
+        ``(H + lam B') d = -g`` is solved directly from the stored matrix (one Cholesky
+        factorization), so that a ``SpectralCurvature`` can stand wherever its dense matrix could.
         """
         if metric is not None and metric is not self.metric:
-            raise ValueError("SpectralCurvature.solve: the metric differs from the one it was decomposed in")
+            return regularized_newton_step(self.H, g, lam, metric)
         shifted = self.a + lam
         if not float(shifted[0]) > 0.0:
             raise FactorizationError(

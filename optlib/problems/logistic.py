@@ -144,6 +144,8 @@ def _binary_logistic_problem(A: np.ndarray, y: np.ndarray, reg: float | None, na
     def bohning(x: Tensor) -> Tensor:
         return bohning_matrix
 
+    bohning.constant = True  # the driver decomposes it once per run
+
     lam_max = float(torch.linalg.eigvalsh(gram)[-1])
     row_norms = np.linalg.norm(A, axis=1)
     max_row = float(row_norms.max())

@@ -12,7 +12,12 @@ rejected trial. When ``max_inner`` trials are rejected the run stops with status
 ``INNER_SEARCH_EXHAUSTED`` and keeps ``x_k``, unless ``accept_unverified=True``; then the last
 finite trial is taken and flagged ``verified=False`` in the trace. When no trial changed ``f`` by
 more than its rounding error, the status is ``ROUNDOFF_FLOOR`` instead: the test cannot be decided
-in float64, which is a limit of the arithmetic rather than of the method.
+in float64, which is a limit of the arithmetic rather than of the method. If that happens with
+``||g||_* <= 10 gtol`` (:data:`~optlib.result.ROUNDOFF_SUCCESS_FACTOR`) the run is a success whose
+message says it stopped at the rounding floor near ``gtol``.
+
+The regularized system is solved by Cholesky, by one eigendecomposition per curvature (once per
+run for a constant curvature), or matrix-free by truncated CG with forcing terms; see :func:`run`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..linalg.cg import MatvecCurvature
+from ..linalg.cg import MatvecCurvature, check_forcing, check_negative_curvature
 from ..linalg.regularized import FactorizationError, LowRank, Metric, NonPSDCurvatureError, as_metric
 from ..linalg.spectral import SpectralCurvature
 from ..problem import Problem
@@ -36,10 +41,13 @@ from ..result import (
     MAXITER,
     NUMERICAL_FAILURE,
     ROUNDOFF_FLOOR,
+    ROUNDOFF_SUCCESS_FACTOR,
+    ROUNDOFF_SUCCESS_MESSAGE,
     STATUS_MESSAGES,
     SUCCESS,
     OptimizeResult,
     Trace,
+    _check_count,
     check_options,
     wrap_callback,
 )
@@ -106,24 +114,51 @@ def resolve_hessian(problem: Problem, hessian: Any) -> tuple[Callable[[Tensor], 
 
     Strings: ``"exact"``, ``"gauss-newton"``, ``"diagonal"``, or one of the problem's own
     approximations (``"fisher"``, ``"bohning"``, ...). A callable ``hessian(x)`` may return a dense
-    symmetric matrix, a 1-D diagonal, or a :class:`~optlib.linalg.LowRank`.
+    symmetric matrix, a 1-D diagonal, or a :class:`~optlib.linalg.LowRank`. A fixed matrix (a
+    tensor or array, dense or 1-D, or a ``LowRank``) is a constant curvature.
 
     The second return value says whether each value must be validated in full (finite,
-    symmetric): yes for user callables, no for the problem's own curvatures.
+    symmetric): yes for user callables and fixed matrices, no for the problem's own curvatures.
     """
     if hessian is None or (isinstance(hessian, str) and hessian in ("none", "zero")):
         return None, False
     if isinstance(hessian, str):
         return problem.curvature(hessian), False
+    if isinstance(hessian, LowRank) or hasattr(hessian, "shape"):
+        fixed = hessian if isinstance(hessian, (LowRank, Tensor)) else torch.as_tensor(hessian, dtype=torch.float64)
+        return (lambda x: fixed), True
     if callable(hessian):
         def counted(x: Tensor) -> Any:
             problem.counters.nhev += 1
             return hessian(x)
         return counted, True
     raise ValueError(
-        "hessian must be a name ('exact', 'gauss-newton', 'fisher', 'bohning', 'diagonal', 'none') "
-        f"or a callable, got {hessian!r}"
+        "hessian must be a name ('exact', 'gauss-newton', 'fisher', 'bohning', 'diagonal', 'none'), "
+        f"a callable or a fixed matrix, got {hessian!r}"
     )
+
+
+def declared_constant(problem: Problem, hessian: Any) -> bool:
+    """Whether the curvature is known not to depend on ``x``: a fixed matrix passed as ``hessian=``,
+    or a callable (a user's, or one of the problem's named curvatures) carrying ``constant = True``.
+
+    A problem declares a named curvature constant by setting the attribute on the function it
+    registers, e.g. ``bohning.constant = True``. Undeclared curvatures are still recognised when they
+    return the very same, unmodified tensor at two iterations (see :func:`run`).
+    """
+    if isinstance(hessian, LowRank) or (hessian is not None and hasattr(hessian, "shape")):
+        return True
+    if isinstance(hessian, str):
+        fn = problem.curvatures.get(hessian) if hessian not in ("exact", "none", "zero") else None
+        return bool(getattr(fn, "constant", False))
+    return bool(getattr(hessian, "constant", False))
+
+
+def _same_tensor(value: Any, previous: tuple[Any, int] | None) -> bool:
+    """``value`` is the tensor object seen before and has not been modified in place since (torch
+    bumps a tensor's ``_version`` on every in-place operation)."""
+    return (previous is not None and isinstance(value, Tensor) and value is previous[0]
+            and value._version == previous[1])
 
 
 def check_curvature(H: Any, n: int, full: bool = True) -> Any:
@@ -154,21 +189,22 @@ def check_curvature(H: Any, n: int, full: bool = True) -> Any:
     return H
 
 
-SOLVERS = ("cholesky", "eigh", "cg")
+SOLVERS = ("auto", "cholesky", "eigh", "cg")
 
 
 def matvec_curvature(problem: Problem, hessian: Any, curv: Callable[[Tensor], Any], x: Tensor,
-                     validate: bool) -> MatvecCurvature:
+                     validate: bool, **cg: Any) -> MatvecCurvature:
     """The curvature at ``x`` as products only: Hessian-vector products for ``"exact"``, else
-    products with the (validated) curvature value."""
+    products with the (validated) curvature value. ``cg`` goes to :class:`MatvecCurvature`
+    (``forcing``, ``maxiter``, ``negative_curvature``)."""
     if hessian == "exact":
-        return MatvecCurvature(lambda v: problem.hvp(x, v), problem.n)
+        return MatvecCurvature(lambda v: problem.hvp(x, v), problem.n, **cg)
     H = check_curvature(curv(x), problem.n, full=validate)
     if isinstance(H, LowRank):
-        return MatvecCurvature(lambda v: H.U @ ((H.U.T @ v) * (1.0 if H.s is None else H.s)), problem.n)
+        return MatvecCurvature(lambda v: H.U @ ((H.U.T @ v) * (1.0 if H.s is None else H.s)), problem.n, **cg)
     if H.ndim == 1:
-        return MatvecCurvature(lambda v: H * v, problem.n)
-    return MatvecCurvature(lambda v: H @ v, problem.n)
+        return MatvecCurvature(lambda v: H * v, problem.n, **cg)
+    return MatvecCurvature(lambda v: H @ v, problem.n, **cg)
 
 
 def _record(problem: Problem, k: int, pt: Point, t0: float, base: dict[str, int], **extra: Any) -> dict[str, Any]:
@@ -211,7 +247,10 @@ def run(
     B: Any = None,
     adaptive: bool = True,
     hessian_every: int | str = 1,
-    solver: str = "cholesky",
+    solver: str = "auto",
+    forcing: str | float = "sqrt",
+    cg_maxiter: int | None = None,
+    negative_curvature: str = "boundary",
     maxiter: int = 1000,
     max_inner: int = 40,
     gtol: float = 1e-8,
@@ -228,16 +267,44 @@ def run(
     ``hessian_every="dimension"`` takes m = n, the update period that paper analyses as the best
     trade-off between Hessian and gradient costs); a stale
     Hessian is one more approximate Hessian in the sense of Semenov, Jaggi & Doikov 2025, and the
-    acceptance test still guards every step. ``solver="eigh"`` eigendecomposes each new curvature
-    once (:class:`~optlib.linalg.SpectralCurvature`) so every trial and every reuse costs
-    ``O(n^2)``; ``"cholesky"`` factors ``H + lam B`` per trial; ``"cg"`` never forms a matrix:
-    it solves by conjugate gradients on Hessian-vector products (with ``hessian="exact"``) or on
-    products with the chosen curvature (:class:`~optlib.linalg.MatvecCurvature`).
+    acceptance test still guards every step.
+
+    Solvers of ``(H + lam B) d = -g``:
+
+    * ``"cholesky"`` factors ``H + lam B`` on every trial;
+    * ``"eigh"`` eigendecomposes each new curvature once (:class:`~optlib.linalg.SpectralCurvature`)
+      so every trial and every reuse costs ``O(n^2)``;
+    * ``"auto"`` (default) is ``"cholesky"``, except for a **constant** dense curvature, which is
+      eigendecomposed once for the whole run (``nfact = 1``): a fixed matrix passed as ``hessian=``,
+      a curvature declared constant (:func:`declared_constant`), or one that returns the very same,
+      unmodified tensor at two iterations (recognised at the second evaluation, so the first
+      iteration is solved by Cholesky). A constant curvature is never re-validated nor, with
+      ``"eigh"``, re-decomposed either;
+    * ``"cg"`` never forms a matrix: truncated conjugate gradients on Hessian-vector products (with
+      ``hessian="exact"``) or on products with the chosen curvature
+      (:class:`~optlib.linalg.MatvecCurvature`). It stops when ``||(H + lam B) d + g||_* <= eta_k
+      ||g_k||_*`` with the forcing term ``eta_k = min(1/2, ||g_k||_*^theta)``: ``forcing="sqrt"``
+      (``theta = 1/2``, superlinear; Dembo, Eisenstat & Steihaug 1982; Nocedal & Wright 2006, Alg. 7.1),
+      ``"gradient"`` (``theta = 1``, quadratic), or a constant in ``(0, 1)`` (linear only);
+      ``cg_maxiter`` caps the iterations per solve (default ``2n``). A direction of non-positive
+      curvature of ``H + lam B`` gives, with ``negative_curvature="boundary"`` (default), Steihaug's
+      step to ``||d|| = ||g||_*/lam`` (the radius ``gamma`` of the gradient-regularized method), and
+      with ``"reject"`` a rejected trial like a failed factorization. Truncated CG keeps ``||d|| <=
+      ||g||_*/lam`` for PSD ``H`` (see :mod:`optlib.linalg.cg`); the acceptance test verifies
+      every step. Each trial's ``cg_iterations``, ``cg_forcing``, ``cg_residual`` and ``cg_exit`` go
+      to the trace; ``nhvp`` counts the products.
+
+    Stopping: ``||g||_* <= gtol`` or ``f <= f_target`` is a success. When rounding stops progress
+    (no trial of an iteration changes ``f`` by more than 16 ulp) the run stops with
+    ``ROUNDOFF_FLOOR``, unless ``||g||_* <= 10 gtol`` (:data:`~optlib.result.ROUNDOFF_SUCCESS_FACTOR`):
+    then it is reported as a success whose message says that the rounding floor was reached near
+    ``gtol``.
 
     ``gtol``, ``maxiter``, ``max_inner`` and ``hessian_every`` are checked by
     :func:`optlib.result.check_options` (the check least squares uses too): a negative or NaN
     ``gtol``, a ``maxiter`` that is not an integer ``>= 0`` (``2.5``, ``"10"``, ``True``) or a
-    ``max_inner < 1`` raises a ``ValueError`` naming the option and the value.
+    ``max_inner < 1`` raises a ``ValueError`` naming the option and the value; so do a bad
+    ``solver``, ``forcing``, ``cg_maxiter`` or ``negative_curvature``.
     """
     if hessian_every == "dimension":
         hessian_every = problem.check_x(x0, "x0").shape[0]
@@ -245,6 +312,11 @@ def run(
     gtol, maxiter, max_inner, hessian_every = (checked[k] for k in ("gtol", "maxiter", "max_inner", "hessian_every"))
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
+    cg_options = {
+        "forcing": check_forcing(forcing),
+        "maxiter": None if cg_maxiter is None else _check_count("cg_maxiter", cg_maxiter, 1),
+        "negative_curvature": check_negative_curvature(negative_curvature),
+    }
     if not sigma0 > 0:
         raise ValueError(f"the initial {rule.param} must be positive, got {sigma0}")
     metric = as_metric(B)
@@ -252,6 +324,7 @@ def run(
     t0 = time.perf_counter()
     x, f, g, gnorm = check_start(problem, x0, metric)
     curv, validate = resolve_hessian(problem, hessian) if rule.needs_curvature else (None, False)
+    constant = curv is not None and declared_constant(problem, hessian)
 
     pt = Point(x=x, f=f, g=g, gnorm=gnorm, metric=metric)
     trace = Trace()
@@ -269,6 +342,7 @@ def run(
 
     stop_requested = wrap_callback(callback) if callback is not None else None
     H_k = None  # the curvature in use (kept between refreshes when hessian_every > 1)
+    seen: tuple[Any, int] | None = None  # (last curvature value, its tensor _version): detects constancy
     k = 0
     while True:
         if gnorm <= gtol or (f_target is not None and f <= f_target):
@@ -277,14 +351,27 @@ def run(
         if k >= maxiter:
             status = MAXITER
             break
-        refresh = curv is not None and k % hessian_every == 0
+        # A declared-constant curvature is evaluated (and decomposed) once for the whole run.
+        refresh = curv is not None and k % hessian_every == 0 and not (constant and H_k is not None)
         if refresh and solver == "cg":
-            H_k = matvec_curvature(problem, hessian, curv, pt.x, validate)
+            H_k = matvec_curvature(problem, hessian, curv, pt.x, validate, **cg_options)
         elif refresh:
-            H_k = check_curvature(curv(pt.x), problem.n, full=validate)
-            if solver == "eigh" and H_k is not None:
-                H_k = SpectralCurvature(H_k, metric)
-                stats["nfact"] += 1
+            raw = curv(pt.x)
+            if _same_tensor(raw, seen):
+                # The same unmodified tensor as before: the curvature is constant in fact. Decompose
+                # it once (auto) or keep the decomposition we have (eigh; cholesky refactors anyway).
+                constant = True
+                if solver == "auto" and isinstance(H_k, Tensor) and H_k.ndim == 2:
+                    H_k = SpectralCurvature(H_k, metric)
+                    stats["nfact"] += 1
+            else:
+                H_k = check_curvature(raw, problem.n, full=validate)
+                spectral = solver == "eigh" or (solver == "auto" and constant and isinstance(H_k, Tensor)
+                                                and H_k.ndim == 2)
+                if spectral and H_k is not None:
+                    H_k = SpectralCurvature(H_k, metric)
+                    stats["nfact"] += 1
+            seen = (raw, raw._version) if isinstance(raw, Tensor) else None
         pt.H = H_k if curv is not None else None
         pt.cache = {}
         sigma = rule.start(sigma) if adaptive else sigma
@@ -311,7 +398,7 @@ def run(
                 continue
             stats["nfact"] += int(trial.info.pop("factorizations", int(pt.H is not None and not prefactored)))
             if isinstance(pt.H, MatvecCurvature):
-                trial.info["cg_iterations"] = pt.H.iterations
+                trial.info.update(pt.H.report)
             x_new = pt.x + trial.d
             f_new, g_new, gnorm_new = _eval(problem, x_new, metric)
             finite = math.isfinite(f_new) and math.isfinite(gnorm_new)
@@ -338,11 +425,18 @@ def run(
             if accept_unverified and last_finite is not None:
                 accepted = (*last_finite, False)
             elif last_finite is not None and largest_change <= ROUNDOFF_ULPS * EPS * max(abs(pt.f), 1e-300):
-                status = ROUNDOFF_FLOOR
-                message = (
-                    f"{STATUS_MESSAGES[ROUNDOFF_FLOOR]} At iteration {k} no trial changed f by more than "
-                    f"{largest_change:.1e} (f = {pt.f:.6e}, gradient norm {pt.gnorm:.3e}); x is the last accepted point."
-                )
+                floor_note = (f"At iteration {k} no trial changed f by more than {largest_change:.1e} "
+                              f"(f = {pt.f:.6e}, gradient norm {pt.gnorm:.3e}); x is the last accepted point.")
+                if gtol > 0 and pt.gnorm <= ROUNDOFF_SUCCESS_FACTOR * gtol:
+                    # Within a small factor of gtol the floor is where the run was asked to go: the
+                    # arithmetic, not the method, stops the last factor (scipy's BFGS stops likewise
+                    # with "precision loss"); say so rather than report a failure.
+                    status = SUCCESS
+                    message = ROUNDOFF_SUCCESS_MESSAGE.format(gnorm=pt.gnorm, factor=ROUNDOFF_SUCCESS_FACTOR,
+                                                              gtol=gtol) + " " + floor_note
+                else:
+                    status = ROUNDOFF_FLOOR
+                    message = f"{STATUS_MESSAGES[ROUNDOFF_FLOOR]} {floor_note}"
                 break
             else:
                 status = INNER_SEARCH_EXHAUSTED

@@ -9,6 +9,9 @@ Modules, each importing only those above it:
 
 * :mod:`optlib.theory.common` - :class:`TheoremCheck`, trace access, line fits;
 * :mod:`optlib.theory.regularized_newton` - the checkers of the gradient-regularized Newton family;
+* :mod:`optlib.theory.inexact_newton` - the checkers of its Hessian-free variant (truncated CG with
+  forcing terms): :class:`~optlib.theory.inexact_newton.InexactTrialRecorder`, the residual rule,
+  vanishing forcing terms and the Hessian-vector product count;
 * :mod:`optlib.theory.drop_muon` - the Drop-Muon checkers and :func:`~optlib.theory.drop_muon.drop_muon_table`;
 * :mod:`optlib.theory.least_squares` - Levenberg–Marquardt and Gauss–Newton checkers and
   :func:`~optlib.theory.least_squares.least_squares_table`;
@@ -23,6 +26,7 @@ Modules, each importing only those above it:
 
 from . import curvature, drop_muon, least_squares, unlearning
 from .common import TheoremCheck, fit_line
+from .inexact_newton import InexactTrialRecorder, cg_residual_rule, forcing_vanishes, hvp_accounting
 from .regularized_newton import (
     TrialRecorder,
     acceptance_invariant,
@@ -50,8 +54,12 @@ __all__ = [
     "drop_muon",
     "least_squares",
     "unlearning",
+    "InexactTrialRecorder",
     "TrialRecorder",
     "acceptance_invariant",
+    "cg_residual_rule",
+    "forcing_vanishes",
+    "hvp_accounting",
     "collect_iterates",
     "condition_sweep",
     "cubic_subproblem",

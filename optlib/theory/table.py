@@ -55,6 +55,7 @@ from ..second_order.super_newton import SuperUniversalRule
 from .common import TheoremCheck
 from .curvature import curvature_table
 from .drop_muon import drop_muon_table
+from .inexact_newton import InexactTrialRecorder, cg_residual_rule, forcing_vanishes, hvp_accounting
 from .least_squares import least_squares_table
 from .regularized_newton import (
     TrialRecorder,
@@ -291,6 +292,40 @@ def superlinear_checks(quick: bool) -> list[TheoremCheck]:
     return out
 
 
+def recorded_cg_run(problem: Problem, rule: StepRule | None = None, gamma0: float = 1.0,
+                    **options: Any) -> tuple[Any, InexactTrialRecorder]:
+    """``grad_norm_newton(..., solver="cg")`` (Hessian-free: CG on Hessian-vector products) through an
+    :class:`InexactTrialRecorder` (same loop; every trial and its CG solve logged)."""
+    rec = InexactTrialRecorder(rule or GradNormRule(GAMMA_MIN))
+    res = run_rule(problem, problem.x0, rec, gamma0, solver="cg", method="grad-norm-newton", **options)
+    return res, rec
+
+
+def inexact_newton_checks(quick: bool) -> list[TheoremCheck]:
+    """Statements I1-I5 of the Hessian-free method (:mod:`optlib.theory.inexact_newton`): on Rosenbrock
+    (non-convex; Steihaug exits keep the radius) and on strongly convex logistic regression (the local
+    superlinear rate with ``eta_k = min(1/2, ||g_k||_*^(1/2))``)."""
+    out = []
+    problems = [rosenbrock_instance()] + ([chebyshev_instance(3)] if not quick else [])
+    for p in problems:
+        res, rec = recorded_cg_run(p, maxiter=2000, gtol=1e-10)
+        m = "grad-norm-newton (CG on HVPs, forcing sqrt)"
+        out.append(tag(acceptance_invariant(res, p.f_star), p.name, m))
+        out.append(tag(acceptance_both_ways(rec, "grad-norm"), p.name, m))
+        out.append(tag(step_within_radius(rec), p.name, m, negative_curvature="boundary"))
+        out.append(tag(cg_residual_rule(rec, "sqrt"), p.name, m))
+        out.append(tag(hvp_accounting(res, rec), p.name, m))
+    for seed in (0,) if quick else (0, 1, 2):
+        p = logistic_instance(10.0, 1e-3, seed)
+        res, rec = recorded_cg_run(p, maxiter=200, gtol=1e-15)
+        m = "grad-norm-newton (CG on HVPs, forcing sqrt)"
+        out.append(tag(local_superlinear(res, p.f_star), p.name, m))
+        out.append(tag(forcing_vanishes(res), p.name, m))
+        out.append(tag(cg_residual_rule(rec, "sqrt"), p.name, m))
+        out.append(tag(step_within_radius(rec), p.name, m))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 def sqrtm_spd(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(B^{1/2}, B^{-1/2})`` of a symmetric positive definite matrix (eigendecomposition)."""
@@ -384,6 +419,7 @@ def theorem_table(quick: bool = True) -> list[TheoremCheck]:
         checks += super_newton_checks(quick)
         checks += nonconvex_checks(quick)
         checks += superlinear_checks(quick)
+        checks += inexact_newton_checks(quick)
         for seed in (0,) if quick else (0, 1, 2):
             checks += equivalence_checks(seed)
             checks += cubic_checks(seed)
