@@ -26,7 +26,7 @@ import pytest
 import torch
 from torch import nn
 
-from optlib.bilevel import BOREP, BilevelOptimizer, BilevelProblem, run_bilevel
+from optlib.bilevel import BOREP, BilevelOptimizer, BilevelProblem, BilevelState, hypergradient, run_bilevel
 from optlib.bilevel.driver import sgd_lower
 from optlib.problems.bilevel import bilevel_exponential, bilevel_quadratic
 
@@ -264,3 +264,25 @@ def test_module_form_and_optimizer_loop_resume_exactly():
         opt3.step()
     assert torch.equal(opt.state.x, res.x) and torch.equal(opt3.state.x, res.x) and torch.equal(opt3.state.y, res.y)
     assert torch.equal(m2.weight.detach().reshape(-1), res.y[:3])
+
+
+def test_borep_step_replays_the_update():
+    """Every BO-REP step equals the update replayed from independently computed hypergradients:
+    ``m <- beta m + (1 - beta) h_t`` (weight beta on the old value, spec 30 B3), ``x <- x - eta m/||m||``
+    (to 1e-12). Would catch swapped momentum weights, which the rate statements above let pass. On Q2
+    (u^T x0 = 1), where h's direction turns (on Q1 with y fixed it does not: grad_x f = rho x keeps
+    h parallel along normalized steps, and any momentum weights give the same steps)."""
+    problem = bilevel_exponential(start=1.0)
+    rule = BOREP(eta=ETA, beta=0.9, period=10**6, init_steps=5, lower_lr=GAMMA, hypergrad_options=HYPER)
+    state = BilevelState(x=problem.x0.clone(), y=problem.y0.clone(), t=0, generator=torch.Generator().manual_seed(0))
+    rule.start(problem, state)
+    m = None
+    worst = 0.0
+    for t in range(30):
+        h = hypergradient(problem, state.x, state.y, "neumann", **rule.hypergrad_options).grad
+        m = 0.1 * h if m is None else 0.9 * m + 0.1 * h
+        expected = state.x - ETA * m / m.norm()
+        rule.step(problem, state)
+        state.t = t + 1
+        worst = max(worst, float((state.x - expected).norm()) / ETA)
+    assert worst <= 1e-12
