@@ -73,7 +73,7 @@ def test_every_solver_reaches_the_target_and_is_stopped_by_it(records):
         assert r["iterations"] == len(rel) - 1
         assert r["nfev"] >= 1 and r["njev"] >= 1, name
         solver = compare.get_solver(name)
-        if solver.oracle == "hessp":
+        if solver.oracle == "hessp" or solver.options.get("solver") == "cg":
             assert r["nhvp"] > 0 and r["nhev"] == 0, name
         elif solver.oracle == "hess" or solver.family == "optlib":
             assert r["nhev"] > 0 and r["nhvp"] == 0, name

@@ -158,6 +158,12 @@ register_solver(Solver(
     description="gradient-regularized Newton, adaptive radius, exact Hessian (Semenov, Jaggi & Doikov 2025)",
 ))
 register_solver(Solver(
+    "optlib:grad-norm-newton[cg]", "optlib", "grad-norm-newton",
+    {"hessian": "exact", "solver": "cg", "gamma0": 100.0, **_OPTLIB_COMMON},
+    description="Hessian-free gradient-regularized Newton: truncated CG on Hessian-vector products with "
+                "forcing terms min(1/2, ||g||^(1/2)) (Dembo, Eisenstat & Steihaug 1982)",
+))
+register_solver(Solver(
     "optlib:grad-norm-newton[bohning]", "optlib", "grad-norm-newton",
     {"hessian": "bohning", "gamma0": 100.0, **_OPTLIB_COMMON},
     requires=("bohning",),
