@@ -21,6 +21,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@# backpack dependency would pull torchvision and a CUDA torch; only curvlinops.experimental imports backpack.
 	$(BIN)/pip install --quiet --no-deps curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 einconv==0.1.0 unfoldNd==0.2.3 linear_operator==0.6.1
 	$(BIN)/pip install --quiet einops==0.8.2 opt_einsum==3.4.0
+	@# pytorch-minimize (a peer of the user-path benchmark) without its dependency resolution, which could replace the CPU torch.
+	$(BIN)/pip install --quiet --no-deps pytorch-minimize==0.1.0
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -20,6 +20,7 @@ Entry points (console script, and the same command as ``python -m``):
 | ``optlib-bench-drop-muon`` | ``python -m scale.bench.drop_muon_digits`` | Drop-Muon's time to a target accuracy on a CNN |
 | ``optlib-bench-curvature`` | ``python -m scale.bench.curvature`` | GGN-vector products against curvlinops; K-FAC overhead |
 | ``optlib-bench-least-squares`` | ``python -m scale.bench.least_squares`` | Levenberg–Marquardt and Gauss–Newton on NIST StRD |
+| ``optlib-bench-user-path`` | ``python -m scale.bench.user_path`` | plain torch functions, default options: optlib against pytorch-minimize and scipy |
 | ``optlib-bench-unlearning`` | ``python -m scale.bench.unlearning`` | K-FADE against gradient ascent, Newton and retraining |
 | ``optlib-bench-newton-schulz`` | ``python -m scale.bench.newton_schulz_kernel`` | the Triton Newton–Schulz kernel (GPU) |
 | ``optlib-bench-mutants`` | ``python -m scale.bench.mutants`` | the mutation catalogue against the theorem suite (``make mutants``) |

@@ -19,7 +19,9 @@ The layered (block-matrix) problems of Muon and Drop-Muon are in :mod:`optlib.pr
 closed-form least-squares residual pairs ``(r, J)`` of the Levenberg–Marquardt and Gauss–Newton checks in
 :mod:`optlib.problems.residual_pairs`; the seeded small MLPs and batches of the curvature checks in
 :mod:`optlib.problems.curvature_nets`; the seeded ridge/logistic/softmax design matrices of the unlearning
-checks in :mod:`optlib.problems.unlearning_data`.
+checks in :mod:`optlib.problems.unlearning_data`. The plain torch functions of the user-path benchmark
+(no hand-written oracles; :class:`UserPathProblem`, :func:`user_path_problems`) are in
+:mod:`optlib.problems.user_path`.
 
 Data come only from scikit-learn's bundled loaders or seeded numpy generators.
 
@@ -61,10 +63,27 @@ from .residual_pairs import (
 from .rosenbrock import chebyshev_rosenbrock, rosenbrock, rosenbrock_nle
 from .softmax import softmax_regression
 from .unlearning_data import seeded_logistic_data, seeded_ridge_data, seeded_softmax_data
+from .user_path import (
+    UserPathProblem,
+    broyden_tridiagonal,
+    chained_rosenbrock,
+    extended_powell_singular,
+    log_cosh_regression,
+    logistic_l2,
+    poisson_regression,
+    pseudo_huber_regression,
+    softmax_l2,
+    trigonometric,
+    user_path_problems,
+    variably_dimensioned,
+)
 
 __all__ = [
     "BlockNetwork",
+    "UserPathProblem",
     "block_cnn",
+    "broyden_tridiagonal",
+    "chained_rosenbrock",
     "block_mlp",
     "BINARY_DATASETS",
     "MULTICLASS_DATASETS",
@@ -76,15 +95,20 @@ __all__ = [
     "cubic_pair_jac",
     "deep_linear_network",
     "exponential_blocks",
+    "extended_powell_singular",
     "large_residual",
     "layered_quadratic",
     "library",
     "log_sum_exp",
+    "log_cosh_regression",
     "log_sum_exp_blocks",
+    "logistic_l2",
     "logistic_regression",
     "lse_cubic",
     "nonlinear_equations",
+    "poisson_regression",
     "pseudo_huber",
+    "pseudo_huber_regression",
     "quadratic",
     "quadratic_from_matrix",
     "quadratic_with_condition",
@@ -100,8 +124,12 @@ __all__ = [
     "seeded_psd_system",
     "seeded_ridge_data",
     "seeded_softmax_data",
+    "softmax_l2",
     "softmax_regression",
     "synthetic_logistic",
+    "trigonometric",
+    "user_path_problems",
+    "variably_dimensioned",
 ]
 
 
