@@ -23,6 +23,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet einops==0.8.2 opt_einsum==3.4.0
 	@# pytorch-minimize (a peer of the user-path benchmark) without its dependency resolution, which could replace the CPU torch.
 	$(BIN)/pip install --quiet --no-deps pytorch-minimize==0.1.0
+	@# TorchOpt and higher (peers of the bilevel hypergradients), likewise without dependency resolution.
+	$(BIN)/pip install --quiet --no-deps torchopt==0.7.3 higher==0.2.1 optree==0.20.0 graphviz==0.21
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -106,6 +106,8 @@ def test_theory_defines_no_problem_builder_names():
 
 SEEDED_GENERATORS = {"default_rng", "Generator", "manual_seed", "RandomState", "seed"}
 ALLOWED_RANDOMNESS = {
+    # Monte Carlo draws of the randomized Neumann estimator (its own randomness, like probe vectors)
+    ("bilevel.py", "randomized_neumann_unbiased"),
     # probe vectors of operator identities (the problem is the seeded MLP and batches of optlib.problems)
     ("curvature.py", "ggn_products"),
     ("curvature.py", "damped_inverse"),

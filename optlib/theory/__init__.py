@@ -17,6 +17,8 @@ Modules, each importing only those above it:
   :func:`~optlib.theory.least_squares.least_squares_table`;
 * :mod:`optlib.theory.curvature` - curvature-operator and damping checkers and
   :func:`~optlib.theory.curvature.curvature_table`;
+* :mod:`optlib.theory.bilevel` - hypergradient checkers on the exact bilevel problems and
+  :func:`~optlib.theory.bilevel.bilevel_table`;
 * :mod:`optlib.theory.unlearning` - Newton/K-FADE unlearning checkers and
   :func:`~optlib.theory.unlearning.unlearning_table`;
 * :mod:`optlib.theory.table` - :func:`theorem_table` (every regularized-Newton statement on its problems),
@@ -24,7 +26,7 @@ Modules, each importing only those above it:
   ``python -m optlib.theory [--full] [--family NAME ...]`` prints them.
 """
 
-from . import curvature, drop_muon, least_squares, unlearning
+from . import bilevel, curvature, drop_muon, least_squares, unlearning
 from .common import TheoremCheck, fit_line
 from .inexact_newton import InexactTrialRecorder, cg_residual_rule, forcing_vanishes, hvp_accounting
 from .regularized_newton import (
@@ -50,6 +52,7 @@ __all__ = [
     "FAMILY_TABLES",
     "every_table",
     "TheoremCheck",
+    "bilevel",
     "curvature",
     "drop_muon",
     "least_squares",

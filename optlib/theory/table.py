@@ -52,6 +52,7 @@ from ..second_order.driver import StepRule
 from ..second_order.driver import run as run_rule
 from ..second_order.grad_norm_newton import GradNormRule
 from ..second_order.super_newton import SuperUniversalRule
+from .bilevel import bilevel_table
 from .common import TheoremCheck
 from .curvature import curvature_table
 from .drop_muon import drop_muon_table
@@ -437,6 +438,7 @@ FAMILY_TABLES: dict[str, Callable[..., list[TheoremCheck]]] = {
     "least-squares": least_squares_table,
     "curvature": curvature_table,
     "unlearning": unlearning_table,
+    "bilevel": bilevel_table,
 }
 """Every family's table, ``name -> table(quick=True)``: what the report's theorem table, the asv ``track_*``
 benchmarks and ``python -m optlib.theory`` run. A new family adds its table here."""
