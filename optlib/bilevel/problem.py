@@ -233,23 +233,24 @@ class BilevelProblem:
             (gy,) = torch.autograd.grad(val, yl)
         return gy.detach()
 
+    def _lower_vjp(self, x: Tensor, y: Tensor, v: Tensor, batch: Sequence[Any], wrt_x: bool) -> Tensor:
+        """``grad_w <grad_y g(x, y), v>`` for ``w = x`` or ``y`` (one double backward)."""
+        xl, yl, gy = self._lower_graph(x, y, batch)
+        target = xl if wrt_x else yl
+        if not gy.requires_grad:
+            return torch.zeros_like(target).detach()
+        (out,) = torch.autograd.grad(gy, target, v, allow_unused=True)
+        return torch.zeros_like(target).detach() if out is None else out.detach()
+
     def hvp_yy(self, x: Tensor, y: Tensor, v: Tensor, batch: Sequence[Any] = ()) -> Tensor:
         """``grad^2_yy g(x, y) v`` (double backward)."""
         self.counters.nhvp += 1
-        _, yl, gy = self._lower_graph(x, y, batch)
-        if not gy.requires_grad:
-            return torch.zeros_like(y)
-        (hv,) = torch.autograd.grad(gy, yl, v, allow_unused=True)
-        return torch.zeros_like(y) if hv is None else hv.detach()
+        return self._lower_vjp(x, y, v, batch, wrt_x=False)
 
     def cross(self, x: Tensor, y: Tensor, v: Tensor, batch: Sequence[Any] = ()) -> Tensor:
         """``grad^2_xy g(x, y) v = grad_x <grad_y g(x, y), v>`` (shape of ``x``)."""
         self.counters.njvp += 1
-        xl, _, gy = self._lower_graph(x, y, batch)
-        if not gy.requires_grad:
-            return torch.zeros_like(x)
-        (jv,) = torch.autograd.grad(gy, xl, v, allow_unused=True)
-        return torch.zeros_like(x) if jv is None else jv.detach()
+        return self._lower_vjp(x, y, v, batch, wrt_x=True)
 
     def lower_hessian(self, x: Tensor, y: Tensor, batch: Sequence[Any] = ()) -> Tensor:
         """The dense ``grad^2_yy g(x, y)`` (``ny`` Hessian-vector products, counted as such)."""
