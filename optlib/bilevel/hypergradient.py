@@ -92,8 +92,9 @@ def largest_eigenvalue(problem: BilevelProblem, x: Tensor, y: Tensor, batch: tup
     v = torch.randn(problem.ny, generator=gen, dtype=problem.dtype)
     v /= v.norm()
     lam = 0.0
+    hvp = problem.hvp_operator(x, y, batch)
     for _ in range(iters):
-        w = problem.hvp_yy(x, y, v, batch)
+        w = hvp(v)
         lam = float(v @ w)
         nrm = float(w.norm())
         if nrm == 0.0:
@@ -106,8 +107,10 @@ def _cg(problem: BilevelProblem, x: Tensor, y: Tensor, b: Tensor, batch: tuple, 
         v0: Tensor | None) -> tuple[Tensor, dict[str, Any]]:
     reg, tol, maxiter = float(knobs["reg"]), float(knobs["tol"]), int(knobs["maxiter"])
 
+    hvp = problem.hvp_operator(x, y, batch)
+
     def H(v: Tensor) -> Tensor:
-        return problem.hvp_yy(x, y, v, batch) + reg * v
+        return hvp(v) + reg * v
 
     v = torch.zeros_like(b) if v0 is None else v0.clone()
     r = b - H(v) if v0 is not None else b.clone()
@@ -157,8 +160,9 @@ def _neumann(problem: BilevelProblem, x: Tensor, y: Tensor, b: Tensor, batch: tu
         return alpha * Q * p, {**diag, "alpha": alpha}
     p = b.clone()
     v = b.clone()
+    hvp = problem.hvp_operator(x, y, batch)
     for _ in range(Q - 1):
-        p = p - alpha * problem.hvp_yy(x, y, p, batch)
+        p = p - alpha * hvp(p)
         v = v + p
     return alpha * v, {**diag, "alpha": alpha}
 
@@ -206,8 +210,9 @@ def hypergradient(
     else:  # z-iterate
         z = torch.zeros_like(b) if state is None or state.get("z") is None else state["z"]
         nu = float(knobs["nu"])
+        hvp = problem.hvp_operator(x, y, lower_batch)
         for _ in range(int(knobs["steps"])):
-            z = z - nu * (problem.hvp_yy(x, y, z, lower_batch) - b)
+            z = z - nu * (hvp(z) - b)
         v = z
         if state is not None:
             state["z"] = z

@@ -242,6 +242,21 @@ class BilevelProblem:
         (out,) = torch.autograd.grad(gy, target, v, allow_unused=True)
         return torch.zeros_like(target).detach() if out is None else out.detach()
 
+    def hvp_operator(self, x: Tensor, y: Tensor, batch: Sequence[Any] = ()) -> Callable[[Tensor], Tensor]:
+        """``v -> grad^2_yy g(x, y) v`` at a fixed point: the lower gradient's graph is built once and every
+        product is one backward pass through it (each still counted in ``nhvp``). For the inner loops of
+        CG, Neumann and power iteration."""
+        _, yl, gy = self._lower_graph(x, y, batch)
+
+        def apply(v: Tensor) -> Tensor:
+            self.counters.nhvp += 1
+            if not gy.requires_grad:
+                return torch.zeros_like(y)
+            (hv,) = torch.autograd.grad(gy, yl, v, retain_graph=True, allow_unused=True)
+            return torch.zeros_like(y) if hv is None else hv.detach()
+
+        return apply
+
     def hvp_yy(self, x: Tensor, y: Tensor, v: Tensor, batch: Sequence[Any] = ()) -> Tensor:
         """``grad^2_yy g(x, y) v`` (double backward)."""
         self.counters.nhvp += 1
@@ -255,7 +270,8 @@ class BilevelProblem:
     def lower_hessian(self, x: Tensor, y: Tensor, batch: Sequence[Any] = ()) -> Tensor:
         """The dense ``grad^2_yy g(x, y)`` (``ny`` Hessian-vector products, counted as such)."""
         eye = torch.eye(self.ny, dtype=self.dtype)
-        return torch.stack([self.hvp_yy(x, y, eye[i], batch) for i in range(self.ny)])
+        hvp = self.hvp_operator(x, y, batch)
+        return torch.stack([hvp(eye[i]) for i in range(self.ny)])
 
     # ------------------------------------------------------------------ closed forms (exact problems)
     def true_hypergradient(self, x: Tensor) -> Tensor:
