@@ -22,6 +22,7 @@ Entry points (console script, and the same command as ``python -m``):
 | ``optlib-bench-least-squares`` | ``python -m scale.bench.least_squares`` | Levenberg–Marquardt and Gauss–Newton on NIST StRD |
 | ``optlib-bench-user-path`` | ``python -m scale.bench.user_path`` | plain torch functions, default options: optlib against pytorch-minimize and scipy |
 | ``optlib-bench-unlearning`` | ``python -m scale.bench.unlearning`` | K-FADE against gradient ascent, Newton and retraining |
+| ``optlib-bench-bilevel`` | ``python -m scale.bench.bilevel`` | BO-REP against the bilevel baselines at equal oracle budgets |
 | ``optlib-bench-newton-schulz`` | ``python -m scale.bench.newton_schulz_kernel`` | the Triton Newton–Schulz kernel (GPU) |
 | ``optlib-bench-mutants`` | ``python -m scale.bench.mutants`` | the mutation catalogue against the theorem suite (``make mutants``) |
 | ``optlib-theorems`` | ``python -m optlib.theory`` | the theorem table of :mod:`optlib.theory` (``--full``: every problem) |

@@ -389,7 +389,8 @@ def run_bilevel(
 
     Returns an :class:`~optlib.OptimizeResult` with ``x``, ``y``, ``nit``, ``status``, ``message``,
     ``method``, ``variant``, ``options``, the oracle counters and a ``trace`` with one record per iteration:
-    ``t``, ``step_norm`` (``||x_{t+1} - x_t||``), ``refreshed``, ``hypergrad_norm``, the counters, ``time``;
+    ``t``, ``step_norm`` (``||x_{t+1} - x_t||``), ``refreshed``, ``hypergrad_norm``, the counters, ``time``
+    (seconds since the start, the time spent in ``evaluate`` excluded);
     on problems with closed forms also ``grad_phi_norm`` (``||grad Phi(x_t)||``) and ``y_error``
     (``||y_t - y*(x_t)||``, after the iteration's lower update), which cost no oracle calls; and every
     ``eval_every`` iterations what ``evaluate(x, y)`` returns. ``grad_tol`` (closed forms only) stops with
@@ -409,6 +410,7 @@ def run_bilevel(
     base = problem.counters.as_dict()
     trace = Trace()
     t0 = time.perf_counter()
+    eval_time = 0.0  # time spent in evaluate(), excluded from the trace's "time"
     status, message = MAXITER, "Maximum number of iterations reached."
 
     def counts() -> dict[str, int]:
@@ -429,7 +431,9 @@ def run_bilevel(
     first = {"t": 0, "step_norm": 0.0, "refreshed": True, "time": 0.0, **counts()}
     closed_form(first)
     if evaluate is not None:
+        t_eval = time.perf_counter()
         first.update(evaluate(state.x, state.y))
+        eval_time += time.perf_counter() - t_eval
     trace.append(first)
     bar = None
     if progress:
@@ -455,10 +459,12 @@ def run_bilevel(
             break
         state.t += 1
         rec = {"t": state.t, "step_norm": float((state.x - x_prev).norm()), **fields,
-               "time": time.perf_counter() - t0, **counts()}
+               "time": time.perf_counter() - t0 - eval_time, **counts()}
         closed_form(rec)
         if evaluate is not None and (state.t % eval_every == 0 or state.t == iterations):
+            t_eval = time.perf_counter()
             rec.update(evaluate(state.x, state.y))
+            eval_time += time.perf_counter() - t_eval
         trace.append(rec)
         if bar is not None:
             bar.update(1)
