@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +61,7 @@ class BilevelState:
     memory: dict[str, Any] = field(default_factory=dict)
 
 
-class BilevelRule:
+class BilevelRule(ABC):
     """One method: ``start`` (before the first iteration) and ``step`` (one iteration, returning the fields
     it adds to the trace: at least ``refreshed``)."""
 
@@ -70,8 +71,9 @@ class BilevelRule:
     def start(self, problem: BilevelProblem, state: BilevelState) -> None:
         return None
 
+    @abstractmethod
     def step(self, problem: BilevelProblem, state: BilevelState) -> dict[str, Any]:
-        raise NotImplementedError
+        """One iteration: update ``state.x``, ``state.y`` and ``state.memory``; return the trace fields."""
 
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

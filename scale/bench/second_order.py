@@ -263,6 +263,23 @@ def starting_point(problem: Problem) -> torch.Tensor:
     return torch.zeros(problem.n, dtype=problem.dtype)
 
 
+def stop_reason(mon: Any, error: str | None, f_end: float | None, wall: float, target: float) -> str:
+    """Why a timed run ended: ``"target"``, ``"time_limit"``, ``"error"`` or ``"solver"`` (it stopped on its
+    own). In the last case its final value ``f_end`` may still meet the target (checked untimed), and the
+    monitor (``reached``, ``timed_out``, ``rel``, ``time_to_target``, ``f_last``) is updated to say so."""
+    if mon.reached:
+        return "target"
+    if mon.timed_out:
+        return "time_limit"
+    if error is not None:
+        return "error"
+    if f_end is not None:
+        mon.f_last = float(f_end)
+        if mon.rel(float(f_end)) <= target:
+            mon.reached, mon.time_to_target = True, wall
+    return "solver"
+
+
 class TargetMonitor:
     """The shared stopping rule and clock: the callback every solver receives.
 
@@ -373,18 +390,7 @@ def run_once(
         f_end = None
     wall = mon.elapsed()
     counts = mon.counts_at_stop if mon.counts_at_stop is not None else mon.counts()
-    if mon.reached:
-        stopped_by = "target"
-    elif mon.timed_out:
-        stopped_by = "time_limit"
-    elif error is not None:
-        stopped_by = "error"
-    else:
-        stopped_by = "solver"
-        # The solver stopped on its own; its final point may still meet the target (checked untimed).
-        if f_end is not None and mon.rel(float(f_end)) <= target:
-            mon.reached, mon.time_to_target = True, wall
-            mon.f_last = float(f_end)
+    stopped_by = stop_reason(mon, error, f_end, wall, target)
     return {
         "objective_name": OBJECTIVE_NAME,
         "dataset_name": problem.name,

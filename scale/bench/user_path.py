@@ -82,7 +82,7 @@ from .common import (
     save_json,
     thread_limit,
 )
-from .second_order import cost_table, ratio, summarize
+from .second_order import cost_table, ratio, stop_reason, summarize
 
 try:  # a peer, installed by `make install` without its dependency resolution (see the Makefile)
     import torchmin
@@ -268,19 +268,9 @@ def run_once(problem: UserPathProblem, solver: UserSolver, *, target: float, tol
     wall = mon.elapsed()
     if res is not None:
         message = str(res.get("message", "")) if hasattr(res, "get") else ""
-    if mon.reached:
-        stopped_by = "target"
-    elif mon.timed_out:
-        stopped_by = "time_limit"
-    elif error is not None:
-        stopped_by = "error"
-    else:
-        stopped_by = "solver"
-        f_end = _final_value(problem, res) if res is not None else None
-        if f_end is not None:
-            mon.f_last = f_end
-            if mon.rel(f_end) <= target:  # stopped on its own, at a point that meets the target
-                mon.reached, mon.time_to_target = True, wall
+    ended_alone = not (mon.reached or mon.timed_out) and error is None
+    f_end = _final_value(problem, res) if ended_alone and res is not None else None
+    stopped_by = stop_reason(mon, error, f_end, wall, target)
     return {
         "dataset_name": problem.name,
         "solver_name": solver.name,
