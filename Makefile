@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # dependency resolution can ever pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test lint mutants install bench docs clean
+.PHONY: demo test lint mutants install bench bench-quick bench-compare dashboard dashboard-check docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --no-deps pytorch-minimize==0.1.0
 	@# TorchOpt and higher (peers of the bilevel hypergradients), likewise without dependency resolution.
 	$(BIN)/pip install --quiet --no-deps torchopt==0.7.3 higher==0.2.1 optree==0.20.0 graphviz==0.21
+	@# websocket-client (pure Python) drives the system Chromium over its DevTools protocol in `make dashboard-check`.
+	$(BIN)/pip install --quiet --no-deps websocket-client==1.9.2
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -43,12 +45,48 @@ lint: $(STAMP)
 mutants: $(STAMP)
 	$(BIN)/python -m scale.bench.mutants
 
+# asv (docs/benchmarks_over_time.md). `make bench`: the working tree in .venv, recorded as HEAD, no install.
 bench: $(STAMP)
 	$(BIN)/asv machine --yes >/dev/null
 	$(BIN)/asv run -E existing:$(abspath $(BIN)/python) --set-commit-hash $$(git rev-parse HEAD) --show-stderr
 	$(BIN)/asv publish
+	$(BIN)/python scripts/offline_assets.py --target dashboard --html-dir .asv/html
+
+# A smoke run of every benchmark once (asv --quick), nothing saved.
+bench-quick: $(STAMP)
+	$(BIN)/asv machine --yes >/dev/null
+	$(BIN)/asv run -E existing:$(abspath $(BIN)/python) --quick --dry-run --show-stderr
+
+# The last N commits of main, each built into asv's own virtualenv (asv.conf.json), commits already measured
+# skipped; then the offline dashboard in .asv/html. asv exits 2 when a benchmark failed or could not run at some
+# commit (recorded as failed/skipped in the results, e.g. a benchmark newer than the commit): the run goes on.
+# BENCH (a regular expression, e.g. BENCH='autodiff|theorems') restricts the run to matching benchmarks.
+N ?= 20
+BENCH ?=
+dashboard: $(STAMP)
+	$(BIN)/asv machine --yes >/dev/null
+	@mkdir -p .asv
+	git rev-list --first-parent --max-count=$(N) main > .asv/dashboard-commits.txt
+	$(BIN)/asv run --show-stderr --skip-existing-commits $(if $(BENCH),--bench '$(BENCH)') HASHFILE:$(CURDIR)/.asv/dashboard-commits.txt || [ $$? -eq 2 ]
+	$(BIN)/asv publish
+	$(BIN)/python scripts/offline_assets.py --target dashboard --html-dir .asv/html
+
+# Regression gate before merging: the track_* benchmarks (ratios and quality figures, which, unlike raw
+# timings, mean something on a shared machine) at BASE and HEAD; exits 1 when one got worse by more than FACTOR.
+BASE ?= main
+HEAD ?= HEAD
+FACTOR ?= 1.5
+bench-compare: $(STAMP)
+	$(BIN)/asv machine --yes >/dev/null
+	$(BIN)/asv continuous --factor $(FACTOR) --split --show-stderr --bench 'track_' $(BASE) $(HEAD)
+
+# The published dashboard and the docs site in headless Chromium with the network blocked (screenshots in
+# reports/dashboard/); run `make dashboard` and `make docs` first.
+dashboard-check: $(STAMP)
+	$(BIN)/python scripts/dashboard_check.py
 
 docs: $(STAMP)
+	$(BIN)/python scripts/offline_assets.py --target docs
 	$(BIN)/mkdocs build --strict
 
 clean:

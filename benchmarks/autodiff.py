@@ -72,7 +72,7 @@ def oracle_ratios(n: int, d: int) -> dict[str, float]:
 
 class OracleCosts:
     params = [SIZES]
-    param_names = ["(n, d)"]
+    param_names = ["shape"]  # (n, d) of the design matrix
     timeout = 300
 
     def setup_cache(self):

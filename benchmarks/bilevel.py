@@ -8,6 +8,9 @@
 * ``Accuracy.track_test_acc_<method>``: clean-test accuracy after 600 oracle calls (``scale.bench.bilevel``'s quick
   sizes and the fixed settings of that module, steps at the grid centre) of ``bo-rep`` and of ``soba`` (the best
   baseline of the measured runs of hyper-cleaning), seed 0.
+* ``TextAccuracy.track_test_acc_<method>``: clean-test accuracy of the recurrent hyper-cleaning task
+  (``text-cleaning``: tiny-shakespeare lines, one-layer RNN lower level) after 4000 oracle calls, 600 training
+  lines, seed 0, steps at the grid centre, for ``bo-rep`` and ``stocbio`` and ``soba``.
 
 Single-threaded, as the report runs.
 """
@@ -78,4 +81,29 @@ class Accuracy:
         return self._acc("soba")
 
     track_test_acc_bo_rep.unit = "accuracy"
+    track_test_acc_soba.unit = "accuracy"
+
+
+class TextAccuracy:
+    timeout = 300
+
+    def setup(self):
+        pin_threads(THREADS)
+        self.cfg = bb.Config(**{**bb.PRESETS["text"], "seeds": 1, "budget": 4000, "text_n_train": 600})
+
+    def _acc(self, method):
+        task = "text-cleaning"
+        return bb.run_one(self.cfg, task, method, bb.grid(task, method, 1)[0], 0)["final_acc"]
+
+    def track_test_acc_bo_rep(self):
+        return self._acc("bo-rep")
+
+    def track_test_acc_stocbio(self):
+        return self._acc("stocbio")
+
+    def track_test_acc_soba(self):
+        return self._acc("soba")
+
+    track_test_acc_bo_rep.unit = "accuracy"
+    track_test_acc_stocbio.unit = "accuracy"
     track_test_acc_soba.unit = "accuracy"

@@ -40,7 +40,7 @@ class StepTime:
     """Wall time of one Muon step on a shape set."""
 
     params = (list(SHAPES), list(IMPLS))
-    param_names = ["shapes", "impl"]
+    param_names = ["shape", "method"]  # the shape set; optlib or torch
     timeout = 300
     number = 1
     repeat = (2, 10, 20.0)
@@ -59,7 +59,7 @@ class Ratio:
     """optlib.optim.Muon step time / torch.optim.Muon step time, measured in one process."""
 
     params = (list(SHAPES),)
-    param_names = ["shapes"]
+    param_names = ["shape"]
     timeout = 600
 
     def track_ratio_step_time(self, shapes):

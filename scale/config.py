@@ -34,6 +34,10 @@ from .cli import option
 from .model import GPTConfig
 from .schedules import SCHEDULES
 
+# scale.train's schedules: the step-indexed multipliers of scale.schedules, and "dal" (the drift-adjusted
+# learning rate, optlib.optim.DriftAdjustedLR), which depends on the gradient and is set by the trainer each step
+TRAIN_SCHEDULES = (*SCHEDULES, "dal")
+
 __all__ = [
     "CUTOFF_SAMPLERS",
     "DataConfig",
@@ -46,6 +50,7 @@ __all__ = [
     "RunConfig",
     "SCHEDULES",
     "ScheduleConfig",
+    "TRAIN_SCHEDULES",
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
@@ -55,7 +60,7 @@ __all__ = [
     "upgrade_config_dict",
 ]
 
-OPTIMIZERS = ("adamw", "muon", "drop-muon")
+OPTIMIZERS = ("adamw", "muon", "drop-muon", "sgd")
 CUTOFF_SAMPLERS = ("uniform", "epoch-shift", "linear-shift")
 PARALLEL = ("ddp", "fsdp")
 
@@ -91,9 +96,12 @@ class OptimConfig:
     name: str = option("adamw", "optimizer: 'adamw' (torch.optim.AdamW, weight decay on 2-D parameters only), "
                                 "'muon' (optlib MuonWithAdamW: Muon on hidden matrices, AdamW on embeddings, head, "
                                 "norms and biases), 'drop-muon' (optlib DropMuon on the blocks' matrices with a "
-                                "random cutoff per step and a truncated backward pass, AdamW on the rest)",
+                                "random cutoff per step and a truncated backward pass, AdamW on the rest), 'sgd' "
+                                "(torch.optim.SGD: plain gradient descent at optim.lr, L2 weight decay on 2-D "
+                                "parameters; the optimizer DAL's stability argument is about)",
                        choices=OPTIMIZERS)
-    lr: float = option(1e-3, "AdamW peak learning rate (for muon/drop-muon: of the parameters routed to AdamW)")
+    lr: float = option(1e-3, "AdamW (or SGD) peak learning rate (for muon/drop-muon: of the parameters routed to "
+                             "AdamW)")
     weight_decay: float = option(0.1, "AdamW decoupled weight decay, applied to 2-D parameters only (embeddings, "
                                       "matrices); biases and norm gains get none")
     beta1: float = option(0.9, "AdamW beta1")
@@ -113,6 +121,11 @@ class OptimConfig:
     ns_dtype: str = option("bfloat16", "muon/drop-muon: dtype of the Newton-Schulz iteration ('none' = the "
                                        "gradient's dtype; bfloat16 is what GPUs use, on CPUs without bf16 matrix "
                                        "units it is emulated and slow)", choices=("bfloat16", "float32", "none"))
+    orthogonalizer: str = option("newton-schulz", "muon/drop-muon: how the momentum is orthogonalized: "
+                                                  "'newton-schulz' (PyTorch, ns_steps iterations in ns_dtype), "
+                                                  "'svd' (the exact polar factor U V^T; slow, for checks), "
+                                                  "'triton' (the Triton Newton-Schulz kernel of kernels/; CUDA "
+                                                  "only)", choices=("newton-schulz", "svd", "triton"))
     cutoff_sampler: str = option("uniform", "drop-muon: distribution of the cutoff block s per step: 'uniform' "
                                             "over the n_layer blocks, 'epoch-shift' (shallow to deep with training "
                                             "progress, sharpness shift_alpha), 'linear-shift' (from always-0 to "
@@ -126,7 +139,10 @@ class ScheduleConfig:
 
     name: str = option("cosine", "schedule: 'constant' (after warmup), 'cosine' (warmup then cosine to "
                                  "min_ratio), 'wsd' (warmup-stable-decay, MiniCPM), 'wsd-s' (WSD-S: stable and "
-                                 "decay phases repeated, a checkpoint at each decay end)", choices=SCHEDULES)
+                                 "decay phases repeated, a checkpoint at each decay end), 'dal' (drift-adjusted: "
+                                 "every step h = min(2 (||g||/||Hg||)^p, dal_max_lr) relative to optim.lr, Hg by a "
+                                 "finite difference of gradients on the step's batch; one more forward and backward "
+                                 "pass per step; after the warmup)", choices=TRAIN_SCHEDULES)
     warmup: int = option(100, "linear warmup steps; a warmup too long for the schedule's horizon (e.g. a "
                               "preset's 100 steps in a 60-step run) is shortened to a tenth of the horizon, "
                               "with a warning")
@@ -138,6 +154,9 @@ class ScheduleConfig:
     half_life: float | None = option(None, "wsd/wsd-s with decay='exp': half-life in steps (none = the one that "
                                            "reaches min_ratio at the end of the decay)")
     rewarmup: int = option(0, "wsd-s: steps of linear ramp back to the peak after each decay (0 = jump back)")
+    dal_power: float = option(1.0, "dal: exponent p (0 = plain steps at optim.lr; 1 = h = 2||g||/||Hg||)")
+    dal_max_lr: float = option(5.0, "dal: cap on the step size of the groups at optim.lr (the others keep their "
+                                    "ratio to it); 5 is the DAL authors' default")
     total: int | None = option(None, "the schedule's horizon in steps; none = run.max_iters of the run that "
                                      "started it. A resumed run keeps its checkpoint's horizon, so a larger "
                                      "run.max_iters on resume trains on at the final learning rate instead of "
@@ -160,7 +179,17 @@ class RunConfig:
                                   "speed-up there)")
     parallel: str = option("ddp", "data parallelism under torchrun (WORLD_SIZE > 1): 'ddp' "
                                   "(DistributedDataParallel) or 'fsdp' (FSDP2 fully_shard per block and at the "
-                                  "root; optim.name='adamw' only)", choices=PARALLEL)
+                                  "root; adamw, muon and drop-muon; sharded DCP checkpoints ckpt_<step>.dcp that "
+                                  "resume on any number of ranks)", choices=PARALLEL)
+    param_dtype: str = option("float32", "fsdp: dtype of the all-gathered parameters the forward and backward "
+                                         "passes use (FSDP2 MixedPrecisionPolicy.param_dtype; the sharded float32 "
+                                         "parameters and optimizer state are kept)", choices=("float32", "bfloat16"))
+    reduce_dtype: str = option("float32", "fsdp: dtype of the gradient reduce-scatter (FSDP2 "
+                                          "MixedPrecisionPolicy.reduce_dtype); float32 keeps the gradient sum exact "
+                                          "to float32 rounding", choices=("float32", "bfloat16"))
+    dist_timeout: int = option(600, "seconds any collective (all-reduce, gather, checkpoint barrier) may wait under "
+                                    "torchrun before the rank fails with an error, so a rank that died stops the "
+                                    "others instead of hanging them")
     threads: int = option(0, "torch intra-op threads (0 = torch's default)")
     out_dir: str = option("out/train", "folder for checkpoints, metrics.jsonl and the loss-curve PNG; created "
                                        "with its missing parents (a path that is a file, or under a file, or "
@@ -176,6 +205,30 @@ class RunConfig:
     ckpt_interval: int = option(0, "steps between checkpoints (0 = only at the end and at wsd-s decay ends)")
     keep_checkpoints: int = option(2, "periodic checkpoints kept (older ones deleted; 0 = keep all; wsd-s "
                                       "decay-end checkpoints are always kept)")
+    keep_best: bool = option(False, "also keep best.pt: a full checkpoint of the evaluation with the lowest "
+                                    "validation loss so far (rewritten whenever an evaluation improves on it; "
+                                    "never deleted by keep_checkpoints, never picked by run.resume)")
+    grad_accum: int = option(1, "micro-steps per optimizer step: each rank's share of data.batch_size is split "
+                                "into grad_accum micro-batches whose gradients are summed (the loss of each is "
+                                "divided by grad_accum), with the data-parallel gradient synchronization on "
+                                "the last one only; the same update as one pass over the whole batch, up to "
+                                "summation order (must divide data.batch_size / world size)")
+    init_from: str | None = option(None, "fine-tune: initialize the model's weights from this checkpoint file "
+                                         "(or the latest checkpoint of this folder); its model section must "
+                                         "equal this run's. Only the weights are taken: optimizer state, "
+                                         "schedule, step count and data order start fresh (run.resume, when it "
+                                         "finds a checkpoint in run.out_dir, takes precedence)")
+    tensorboard: bool = option(False, "also write TensorBoard event files (out_dir/tensorboard) with the "
+                                      "train, eval and sharpness scalars of metrics.jsonl and the samples; "
+                                      "needs the tensorboard package")
+    sample_tokens: int = option(0, "at each evaluation, generate this many tokens from the start of the "
+                                   "validation split (temperature 0.8, top-k 200, a fixed seed) and log them as "
+                                   "'sample' lines of metrics.jsonl (0 = off)")
+    lambda_max_every: int = option(0, "log the sharpness lambda_max (largest Hessian eigenvalue of the training "
+                                      "loss on a held batch of the training split, by Lanczos) every K steps, as "
+                                      "'sharpness' lines of metrics.jsonl and a panel of the loss plot (0 = off)")
+    lambda_max_iters: int = option(20, "Lanczos iterations per lambda_max estimate (each one Hessian-vector "
+                                       "product, about two backward passes)")
     progress: bool = option(True, "tqdm progress bar on rank 0")
     plot: bool = option(True, "write the loss-curve PNG at the end")
     verbose: bool = option(True, "print the resolved configuration at the start and a summary line at the end "
@@ -221,7 +274,9 @@ class TrainConfig:
 RESUME_FREE_FIELDS = frozenset({
     "run.max_iters", "run.out_dir", "run.resume", "run.overwrite", "run.log_interval", "run.eval_interval",
     "run.eval_iters", "run.ckpt_interval", "run.keep_checkpoints", "run.progress", "run.plot", "run.threads",
-    "run.device", "run.compile", "run.verbose", "data.cache_dir", "schedule.total",
+    "run.device", "run.compile", "run.verbose", "data.cache_dir", "schedule.total", "run.lambda_max_every",
+    "run.lambda_max_iters", "run.keep_best", "run.grad_accum", "run.init_from", "run.tensorboard",
+    "run.sample_tokens", "run.parallel", "run.dist_timeout",
 })
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -256,6 +256,10 @@ def build_report(config: ReportConfig) -> tuple[Path, list[str]]:
         "`python -m scale.report`.",
         "",
         "Contents: " + ", ".join(f"[{s.title}](#{_anchor(s.title)})" for s, _ in parts),
+        "",
+        "Performance over commits: `make dashboard` publishes the asv history of these benchmarks to "
+        "`.asv/html/index.html`; how to run and read it: `docs/benchmarks_over_time.md` (the docs page "
+        "\"Benchmarks over time\").",
     ]
     if failed:
         header += ["", f"**Failed sections: {', '.join(failed)}.**"]

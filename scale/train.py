@@ -27,6 +27,18 @@ Optimizers (``optim.name``):
   runs ``model(x, y, cutoff=s)`` so the embeddings and ``blocks[:s]`` run without autograd, and the backward
   pass stops at block :math:`s`: only the blocks :math:`\ge s` (and the head) get gradients and updates;
   AdamW skips the frozen parameters since their ``.grad`` is ``None``.
+- ``sgd``: ``torch.optim.SGD``, plain gradient descent at ``optim.lr`` (L2 weight decay on the 2-D parameters),
+  the method whose stability edge :math:`h\lambda_{\max} = 2` the drift options below are about.
+
+Drift options. ``schedule.name = "dal"`` sets the learning rate every step by the drift-adjusted learning rate
+(:class:`optlib.optim.DriftAdjustedLR`; Rosca et al., TMLR 2023): :math:`h = \min(2(\lVert g\rVert/\lVert
+Hg\rVert)^p, h_{\max})` for the groups at ``optim.lr`` (the others keep their ratio to it), times the warmup
+ramp, with :math:`Hg` the finite difference of two gradients on the step's batch (one more forward and backward
+pass); its state goes into the checkpoint, so a resumed run continues exactly. One process, one optimizer
+(not ``drop-muon``). ``run.lambda_max_every = K`` logs the sharpness :math:`\lambda_{\max}` of the training
+loss on a held batch of the training split (:func:`sharpness`: Lanczos over Hessian-vector products, in eval
+mode) every K steps, with :math:`h\lambda_{\max}/2` (the edge of stability is 1 for gradient descent), as
+``sharpness`` lines of ``metrics.jsonl`` and a panel of the loss plot; the training clock is paused meanwhile.
 
 Every param group's learning rate is its peak value times the schedule's multiplier
 (``torch.optim.lr_scheduler.LambdaLR`` over :func:`scale.schedules.make_schedule`); with ``wsd-s`` a
@@ -38,8 +50,10 @@ tenth of the horizon with a warning, so that a preset runs with a short ``--run.
 
 Distributed: when ``WORLD_SIZE > 1`` (set by ``torchrun``) the process group is initialised (gloo on CPU,
 nccl on CUDA) and the model is wrapped in ``DistributedDataParallel`` (``run.parallel = "ddp"``) or sharded
-with FSDP2's ``fully_shard`` per block and at the root (``"fsdp"``; AdamW only, since Muon orthogonalizes
-whole matrices). The sampler hands each rank a contiguous slice of the same global batch, so the loss curve
+with FSDP2's ``fully_shard`` per block and at the root (``"fsdp"``; AdamW, Muon and Drop-Muon: each whole
+Muon matrix is gathered on an owner rank, orthogonalized there and scattered back,
+:func:`optlib.optim.muon.orthogonalize_sharded`; checkpoints are sharded DCP folders that resume on any number
+of ranks, :mod:`scale.checkpoint`; ``run.param_dtype``/``run.reduce_dtype`` set FSDP2's mixed-precision policy). The sampler hands each rank a contiguous slice of the same global batch, so the loss curve
 equals the one-process curve up to floating-point reordering. Muon-family optimizers get
 ``distributed=True`` (each rank orthogonalizes its share of the matrices, then all-gather). Drop-Muon's
 cutoff sampler is seeded identically on every rank, so all ranks draw the same cutoff; the parameters below
@@ -66,6 +80,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import inspect
 import math
 import os
@@ -82,20 +97,29 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import optlib
-from optlib.optim import DropMuon, MuonWithAdamW, layer_param_groups, muon_param_groups
+from optlib.curvature import CustomLoss, Hessian, lanczos
+from optlib.optim import DriftAdjustedLR, DropMuon, MuonWithAdamW, layer_param_groups, muon_param_groups
 from optlib.optim.progressive import epoch_shift, linear_shift
 
 from .checkpoint import (
+    BEST_NAME,
     FORMAT,
     CheckpointError,
     capture_rng,
     checkpoint_path,
+    find_checkpoint,
+    is_sharded,
     list_checkpoints,
     load_checkpoint,
+    load_sharded,
+    remove_checkpoint,
     restore_rng,
     save_atomic,
+    save_sharded,
+    shard_full_optimizer_state,
 )
 from .cli import Command
 from .config import (
@@ -111,6 +135,7 @@ from .config import (
 from .data import BatchSampler, eval_windows, load_corpus
 from .metrics import MetricsWriter, plot_loss_curve, read_metrics, truncate_after
 from .model import GPT
+from .sample import generate
 from .schedules import LRSchedule, make_schedule
 
 __all__ = [
@@ -126,12 +151,16 @@ __all__ = [
     "main",
     "schedule_horizon",
     "setup_distributed",
+    "sharpness",
     "train",
 ]
 
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
+TENSORBOARD_DIR = "tensorboard"  # run.tensorboard: the event files, beside metrics.jsonl
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "none": None}
+FSDP_OPTIMIZERS = ("adamw", "muon", "drop-muon")  # tested on FSDP2's DTensor parameters
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -200,7 +229,9 @@ def setup_distributed(config: TrainConfig) -> DistContext:
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # every collective fails after run.dist_timeout seconds instead of hanging when a rank has died
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=config.run.dist_timeout))
         owns = True
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                        device=device, owns_group=owns)
@@ -240,9 +271,50 @@ def _check_config(config: TrainConfig, ctx: DistContext) -> None:
         v = getattr(o, key)
         if not 0 <= v < 1:
             raise ValueError(f"optim.{key} must lie in [0, 1), got {v!r}")
-    if ctx.distributed and r.parallel == "fsdp" and o.name != "adamw":
-        raise ValueError(f"run.parallel='fsdp' supports optim.name='adamw' only: {o.name} orthogonalizes whole "
-                         "weight matrices, which FSDP shards across ranks; use run.parallel='ddp'")
+    positive("run.lambda_max_every", r.lambda_max_every, allow_zero=True)
+    positive("run.grad_accum", r.grad_accum)
+    positive("run.sample_tokens", r.sample_tokens, allow_zero=True)
+    local = d.batch_size // ctx.world_size
+    if local % r.grad_accum:
+        raise ValueError(f"run.grad_accum={r.grad_accum} does not divide the {local} rows of data.batch_size="
+                         f"{d.batch_size} that each of the {ctx.world_size} rank(s) takes per step; choose a "
+                         "divisor, or a batch size that is a multiple of grad_accum x world size")
+    if r.grad_accum > 1 and config.schedule.name == "dal":
+        raise ValueError("schedule.name='dal' measures curvature on the step's whole batch in one pass; use "
+                         "run.grad_accum=1 with it")
+    if r.tensorboard:
+        try:
+            import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
+        except ImportError:
+            raise ValueError("run.tensorboard=true needs the tensorboard package (pip install tensorboard, or "
+                             "the project's [tensorboard] extra); metrics.jsonl is written either way") from None
+    positive("run.lambda_max_iters", r.lambda_max_iters)
+    s = config.schedule
+    if s.name == "dal":
+        if not (math.isfinite(s.dal_power) and s.dal_power >= 0):
+            raise ValueError(f"schedule.dal_power must be a finite number >= 0, got {s.dal_power!r}")
+        if not (math.isfinite(s.dal_max_lr) and s.dal_max_lr > 0):
+            raise ValueError(f"schedule.dal_max_lr must be a finite number > 0, got {s.dal_max_lr!r}")
+        if o.name == "drop-muon":
+            raise ValueError("schedule.name='dal' needs one optimizer over every parameter; optim.name='drop-muon' "
+                             "steps two (and truncates the backward pass): use adamw, muon or sgd")
+        if ctx.distributed:
+            raise ValueError("schedule.name='dal' runs in one process (its extra gradient is not all-reduced); "
+                             "run without torchrun or use another schedule")
+    if ctx.distributed and r.lambda_max_every > 0 and r.parallel == "fsdp":
+        raise ValueError("run.lambda_max_every needs whole parameters, which run.parallel='fsdp' shards; use "
+                         "run.parallel='ddp' or run.lambda_max_every=0")
+    if ctx.distributed and r.parallel == "fsdp" and o.name not in FSDP_OPTIMIZERS:
+        raise ValueError(f"run.parallel='fsdp' supports optim.name in {', '.join(FSDP_OPTIMIZERS)}; {o.name!r} has not "
+                         "been tested on FSDP2's sharded parameters: use run.parallel='ddp'")
+    if (r.param_dtype != "float32" or r.reduce_dtype != "float32") and not (ctx.distributed and r.parallel == "fsdp"):
+        raise ValueError("run.param_dtype / run.reduce_dtype set FSDP2's mixed-precision policy and apply to "
+                         "run.parallel='fsdp' under torchrun only; for one process or DDP use run.dtype=bfloat16 "
+                         "(autocast)")
+    if o.name in ("muon", "drop-muon") and o.orthogonalizer == "triton" and ctx.device.type != "cuda":
+        raise ValueError(f"optim.orthogonalizer='triton' runs the Triton Newton-Schulz kernel on CUDA only; this "
+                         f"run is on {ctx.device.type} (the Triton interpreter is for tests, not training): use "
+                         "optim.orthogonalizer='newton-schulz' (the same iteration in PyTorch) or 'svd'")
 
 
 # ------------------------------------------------------------------------------------------ optimizers
@@ -299,9 +371,16 @@ def build_optimizers(model: nn.Module, config: TrainConfig, *, world_size: int =
             g.pop("param_names")
         return [torch.optim.AdamW(groups, lr=o.lr, fused=fused_ok or None, **adamw_kw)], None
 
+    if o.name == "sgd":
+        groups = _adamw_groups(list(model.named_parameters()), lr=o.lr, weight_decay=o.weight_decay)
+        for g in groups:
+            g.pop("param_names")
+        return [torch.optim.SGD(groups, lr=o.lr)], None
+
     muon_kw: dict[str, Any] = dict(lr=o.muon_lr, momentum=o.muon_momentum, nesterov=o.muon_nesterov,
                                    weight_decay=o.muon_weight_decay, adjust_lr=o.muon_adjust_lr,
-                                   ns_steps=o.ns_steps, ns_dtype=NS_DTYPES[o.ns_dtype])
+                                   ns_steps=o.ns_steps, ns_dtype=NS_DTYPES[o.ns_dtype],
+                                   orthogonalizer=o.orthogonalizer)
     if o.name == "muon":
         routed = muon_param_groups(model, muon_lr=o.muon_lr, adamw_lr=o.lr, muon_weight_decay=o.muon_weight_decay,
                                    adamw_weight_decay=o.weight_decay, adamw_betas=betas, adamw_eps=o.eps)
@@ -348,6 +427,8 @@ def schedule_horizon(config: TrainConfig) -> int:
 def _make_schedule(config: TrainConfig, total: int, warmup: int) -> LRSchedule:
     s = config.schedule
     kw: dict[str, Any] = {"warmup": warmup}
+    if s.name == "dal":  # the step-indexed part of DAL is its warmup; the trainer sets the rest each step
+        return make_schedule("constant", **kw)
     if s.name != "constant":
         kw.update(total=total, min_ratio=s.min_ratio)
     if s.name in ("wsd", "wsd-s"):
@@ -412,6 +493,31 @@ def evaluate(model: nn.Module, windows: Sequence[tuple[torch.Tensor, torch.Tenso
     return total / len(windows)
 
 
+def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 20, *, seed: int = 0) -> float:
+    r""":math:`\lambda_{\max}` of :math:`\nabla^2_\theta \mathcal{L}(\theta; x, y)`, the model's training objective
+    (cross-entropy plus any z-loss) on one batch, by ``steps`` Lanczos iterations
+    (:func:`optlib.curvature.lanczos`) over forward-over-reverse Hessian-vector products
+    (:class:`optlib.curvature.Hessian`) in eval mode (no dropout; norms' running statistics untouched), with
+    attention on PyTorch's math kernel, which has the second derivatives the fused kernels lack. The largest Ritz
+    value converges to :math:`\lambda_{\max}` from below. The model's train/eval mode is restored afterwards;
+    parameters, gradients and random generators are not touched."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    stacked = torch.stack([x, y], dim=1)  # one tensor per batch, as the operator takes its data
+
+    def objective(p, xy):
+        return torch.func.functional_call(model, p, (xy[:, 0], xy[:, 1]))[1]
+
+    identity = CustomLoss(lambda value, _: value, name="training objective")
+    was_training = model.training
+    model.eval()
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            op = Hessian(objective, identity, params, [(stacked, torch.zeros(len(x)))])
+            return float(lanczos(op, steps, seed=seed).largest(1))
+    finally:
+        model.train(was_training)
+
+
 # ------------------------------------------------------------------------------------------ training
 def _rank_seed(seed: int, rank: int) -> int:
     return seed + 1_000_003 * rank
@@ -472,6 +578,23 @@ def _resolve_vocab(config: TrainConfig, corpus_vocab: int) -> TrainConfig:
     return dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=v))
 
 
+def init_weights(model: nn.Module, config: TrainConfig) -> Path:
+    """Load the weights of the checkpoint ``config.run.init_from`` (a file, or a run folder's latest checkpoint)
+    into ``model``, for fine-tuning; return the file. Only the weights are read: the optimizer state, the
+    schedule, the step count and the data order of the new run start fresh. The checkpoint's model section must
+    equal this run's (vocabulary included, so the corpus must tokenize alike); otherwise a ``ValueError``
+    lists the differences."""
+    path = find_checkpoint(config.run.init_from)
+    ckpt = load_checkpoint(path)
+    saved = {"model": upgrade_config_dict(ckpt["config"]).get("model", {})}
+    diffs = diff_configs(saved, {"model": config_to_dict(config)["model"]}, ignore=frozenset())
+    if diffs:
+        raise ValueError(f"run.init_from={str(path)!r}: its model differs from this run's ({'; '.join(diffs)}); "
+                         "fine-tuning needs the same architecture and vocabulary")
+    model.load_state_dict(ckpt["model"])
+    return path
+
+
 def _corpus(config: TrainConfig, ctx: DistContext):
     d = config.data
 
@@ -486,6 +609,36 @@ def _corpus(config: TrainConfig, ctx: DistContext):
     return load()
 
 
+def _current_implementation(optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
+    """``state_dict`` with the implementation switches of this run's param groups (``fused``, ``foreach``,
+    Muon's ``distributed``) instead of the saved ones: they depend on the layout (no fused AdamW on FSDP2's
+    DTensors; Muon's sharing of work under DDP), not on the run's mathematics."""
+    groups = []
+    for saved, current in zip(state_dict["param_groups"], optimizer.param_groups):
+        saved = dict(saved)
+        for key in ("fused", "foreach", "distributed"):
+            if key in current:
+                saved[key] = current[key]
+        groups.append(saved)
+    return {**state_dict, "param_groups": groups + list(state_dict["param_groups"][len(groups):])}
+
+
+def _policy_dtype(name: str) -> torch.dtype | None:
+    """FSDP2's ``MixedPrecisionPolicy`` entry for a ``run.param_dtype`` / ``run.reduce_dtype`` value: ``None`` (no
+    cast) for the parameters' own float32."""
+    return None if name == "float32" else PRECISIONS[name]
+
+
+@contextlib.contextmanager
+def _fsdp_sync_off(module: nn.Module):
+    """FSDP2: accumulate unsharded gradients locally (no reduce-scatter) inside the block."""
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
+
+
 class _Trainer:
     """State of one :func:`train` call (split out of the function for readability)."""
 
@@ -493,6 +646,7 @@ class _Trainer:
                  step_callback: Callable[[int, nn.Module, dict], Any] | None) -> None:
         self.ctx = ctx
         self.callback = step_callback
+        self.init_path: Path | None = None
         self.t_start = time.perf_counter()
         _check_config(config, ctx)
         self.out_dir = check_out_dir(config.run.out_dir)
@@ -508,6 +662,8 @@ class _Trainer:
         # Model: the same initialization on every rank; then per-rank generators (dropout).
         _seed_all(config.run.seed)
         raw = GPT(config.model).to(ctx.device)
+        if config.run.init_from is not None and not (config.run.resume and list_checkpoints(self.out_dir)):
+            self.init_path = init_weights(raw, config)  # a resumed run takes its weights from its checkpoint
         self.raw = raw
         _seed_all(_rank_seed(config.run.seed, ctx.rank))
         self.model = self._wrap(raw)
@@ -518,6 +674,12 @@ class _Trainer:
         self.optimizers, self.drop_muon = build_optimizers(raw, config, world_size=ctx.world_size,
                                                           local_batch_size=self.local_batch)
         self.costs = raw.block_costs(self.local_batch)  # analytic per-block FLOPs of one rank's batch
+        # DAL reads the groups' learning rates as its base rates: built before LambdaLR applies the warmup
+        s = config.schedule
+        self.dal = (DriftAdjustedLR(self.optimizers[0], power=s.dal_power, max_lr=s.dal_max_lr,
+                                    reference_lr=config.optim.lr) if s.name == "dal" else None)
+        self.held_batch = (eval_windows(self.corpus.train, t, b, 1)[0] if config.run.lambda_max_every > 0
+                           else None)
         # through self: a resume may replace the schedule (the checkpoint's horizon)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: self.schedule(s)) for o in self.optimizers]
         self.params = [p for p in raw.parameters() if p.requires_grad]
@@ -556,12 +718,16 @@ class _Trainer:
             return model
         if run.parallel == "fsdp":
             from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import fully_shard
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
             mesh = init_device_mesh(self.ctx.device.type, (self.ctx.world_size,))
+            # parameters stay float32 (sharded, and in the optimizer); param_dtype is the dtype of the
+            # all-gathered copies the forward and backward passes use, reduce_dtype the gradients' reduce-scatter
+            policy = MixedPrecisionPolicy(param_dtype=_policy_dtype(run.param_dtype),
+                                          reduce_dtype=_policy_dtype(run.reduce_dtype))
             for blk in raw.blocks:
-                fully_shard(blk, mesh=mesh)
-            fully_shard(raw, mesh=mesh)
+                fully_shard(blk, mesh=mesh, mp_policy=policy)
+            fully_shard(raw, mesh=mesh, mp_policy=policy)
             return model
         ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(
@@ -583,20 +749,14 @@ class _Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def _state_dicts(self) -> tuple[dict, list[dict]]:
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                get_model_state_dict,
-                get_optimizer_state_dict,
-            )
-
-            opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            return (get_model_state_dict(self.raw, options=opts),
-                    [get_optimizer_state_dict(self.raw, o, options=opts) for o in self.optimizers])
+        """The model's and the optimizers' ``state_dict()``: whole tensors, or this rank's shards (DTensors) under
+        FSDP2, where :func:`scale.checkpoint.save_sharded` writes them without gathering."""
         return self.raw.state_dict(), [o.state_dict() for o in self.optimizers]
 
-    def save(self) -> Path:
-        """Write ``ckpt_<step>.pt`` (rank 0; every rank takes part in gathering state)."""
+    def save(self, best: bool = False) -> Path:
+        """Write ``ckpt_<step>.pt``, or with ``best`` the file ``best.pt`` (run.keep_best; not a resume point,
+        never pruned) (rank 0; every rank takes part in gathering state). Under FSDP2 the checkpoint is the DCP
+        folder ``ckpt_<step>.dcp`` (``best.dcp``) that every rank writes its shards into."""
         model_sd, optim_sds = self._state_dicts()
         rng = capture_rng()
         if self.ctx.distributed:
@@ -604,8 +764,10 @@ class _Trainer:
             dist.all_gather_object(rngs, rng)
         else:
             rngs = [rng]
-        path = checkpoint_path(self.out_dir, self.step)
-        if self.ctx.is_main:
+        path = self.out_dir / BEST_NAME if best else checkpoint_path(self.out_dir, self.step)
+        if self.fsdp:
+            path = path.with_suffix(".dcp")
+        if self.ctx.is_main or self.fsdp:
             if self.writer is not None:
                 self.writer.sync()
             ckpt = {
@@ -625,10 +787,18 @@ class _Trainer:
                 "train_seconds": self.train_seconds,
                 "schedule": {"name": self.schedule.name, "params": self.schedule.params},
             }
-            save_atomic(ckpt, path)
-            self._prune()
+            if self.dal is not None:
+                ckpt["dal"] = self.dal.state_dict()
+            if self.fsdp:  # every rank writes its shards; rank 0 the rest
+                save_sharded({k: v for k, v in ckpt.items() if k not in ("model", "optim")}, model_sd, optim_sds,
+                             path)
+            else:
+                save_atomic(ckpt, path)
+            if not best and self.ctx.is_main:
+                self._prune()
         self.ctx.barrier()
-        self.last_saved, self.last_ckpt = self.step, path
+        if not best:
+            self.last_saved, self.last_ckpt = self.step, path
         return path
 
     def _prune(self) -> None:
@@ -637,14 +807,17 @@ class _Trainer:
             return
         periodic = [(s, p) for s, p in list_checkpoints(self.out_dir) if s not in self.decay_ends]
         for _, p in periodic[:-keep]:
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+            remove_checkpoint(p)
 
     def restore(self, path: Path) -> None:
-        """Load ``path`` into every piece of state; refuse (CheckpointError) if it cannot resume this config."""
-        ckpt = load_checkpoint(path)
+        """Load ``path`` into every piece of state; refuse (CheckpointError) if it cannot resume this config.
+
+        Any checkpoint resumes on any number of ranks: a DCP folder (FSDP2 run) is resharded to this run's
+        layout by :func:`scale.checkpoint.load_sharded`, a one-file checkpoint's whole tensors are sharded on
+        load under FSDP2. Only a one-file checkpoint of an FSDP2 run of an earlier version (optimizer state keyed
+        by parameter name) needs FSDP2 to resume, and is refused elsewhere with that reason."""
+        sharded = is_sharded(path)
+        ckpt = load_checkpoint(path, tensors=not sharded)
         saved = upgrade_config_dict(ckpt["config"])
         diffs = diff_configs(saved, config_to_dict(self.config))
         keep = ("It was left untouched; use another --run.out_dir for a new run, or --run.overwrite true instead of "
@@ -656,12 +829,27 @@ class _Trainer:
         if ckpt["step"] > self.config.run.max_iters:
             raise CheckpointError(f"refusing to resume from {str(path)!r}: it is at step {ckpt['step']}, past "
                                   f"run.max_iters={self.config.run.max_iters}; raise --run.max_iters to continue it.")
-        if len(ckpt["optim"]) != len(self.optimizers) or len(ckpt["sched"]) != len(self.schedulers):
-            raise CheckpointError(f"refusing to resume from {str(path)!r}: it holds {len(ckpt['optim'])} optimizer "
+        n_optim = len(ckpt["optim"]) if not sharded else len(self.optimizers)
+        if n_optim != len(self.optimizers) or len(ckpt["sched"]) != len(self.schedulers):
+            raise CheckpointError(f"refusing to resume from {str(path)!r}: it holds {n_optim} optimizer "
                                   f"state(s) and this run has {len(self.optimizers)}. {keep}")
+        named_state = not sharded and any(isinstance(k, str) and "." in k for sd in ckpt["optim"] for k in sd["state"])
+        if named_state and not self.fsdp:
+            raise CheckpointError(
+                f"refusing to resume from {str(path)!r}: it is a whole-model file of an FSDP2 run written by an "
+                f"earlier version (optimizer state keyed by parameter name, saved by {ckpt.get('world_size')} ranks), "
+                "a format that does not reshard to one process or DDP; resume it under torchrun with "
+                f"--run.parallel fsdp, or start afresh. {keep}")
         self._resume_horizon(ckpt, saved)
         try:
-            if self.fsdp:
+            if sharded:  # a DCP folder: resharded to this run's layout, whatever the world size that wrote it
+                optim_sds = load_sharded(path, self.raw, self.optimizers)
+                if len(optim_sds) != len(self.optimizers):
+                    raise ValueError(f"the folder holds {len(optim_sds)} optimizer state(s), this run has "
+                                     f"{len(self.optimizers)}")
+                for o, sd in zip(self.optimizers, optim_sds):
+                    o.load_state_dict(_current_implementation(o, sd))
+            elif self.fsdp:  # whole tensors into sharded parameters
                 from torch.distributed.checkpoint.state_dict import (
                     StateDictOptions,
                     set_model_state_dict,
@@ -671,17 +859,22 @@ class _Trainer:
                 opts = StateDictOptions(full_state_dict=True)
                 set_model_state_dict(self.raw, ckpt["model"], options=opts)
                 for o, sd in zip(self.optimizers, ckpt["optim"]):
-                    set_optimizer_state_dict(self.raw, o, sd, options=opts)
+                    if named_state:
+                        set_optimizer_state_dict(self.raw, o, sd, options=opts)
+                    else:
+                        o.load_state_dict(_current_implementation(o, shard_full_optimizer_state(sd, o)))
             else:
                 self.raw.load_state_dict(ckpt["model"])
                 for o, sd in zip(self.optimizers, ckpt["optim"]):
-                    o.load_state_dict(sd)
+                    o.load_state_dict(_current_implementation(o, sd))
             for s, sd in zip(self.schedulers, ckpt["sched"]):
                 s.load_state_dict(sd)
                 if self._horizon_changed:  # the restored learning rates are the old schedule's
                     for group, base in zip(s.optimizer.param_groups, s.base_lrs):
                         group["lr"] = base * self.schedule(s.last_epoch)
             self.sampler.load_state_dict(ckpt["data_sampler"])
+            if self.dal is not None:
+                self.dal.load_state_dict(ckpt["dal"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"refusing to resume from {str(path)!r}: its state does not fit this run's model "
                                   f"or optimizer although their settings match ({_first_line(exc)}). {keep}") from exc
@@ -715,7 +908,7 @@ class _Trainer:
             self.notes.append(f"schedule.total={explicit} changes the schedule's horizon from {saved_horizon} steps "
                               f"(the checkpoint's) to {explicit} at step {step}: the learning-rate multiplier goes "
                               f"from {before:.4g} to {self.schedule(step):.4g}.")
-        elif self.config.schedule.name != "constant" and max_iters > horizon:
+        elif self.config.schedule.name not in ("constant", "dal") and max_iters > horizon:
             self.notes.append(f"run.max_iters={max_iters} runs past the schedule's horizon of {horizon} steps kept "
                               f"from the checkpoint: steps {max(step, horizon)} to {max_iters} train at its final "
                               f"learning rate (multiplier {self.schedule(horizon):.4g}). Pass --schedule.total to "
@@ -739,7 +932,7 @@ class _Trainer:
             self.ctx.barrier()
             if self.ctx.is_main:
                 for _, p in existing:
-                    p.unlink(missing_ok=True)
+                    remove_checkpoint(p)
             self.ctx.barrier()
 
     def open_metrics(self) -> None:
@@ -757,39 +950,88 @@ class _Trainer:
             "optlib": optlib.__version__,
             "python": sys.version.split()[0],
             "schedule": {"name": self.schedule.name, "params": self.schedule.params},
+            "init_from": None if self.init_path is None else str(self.init_path),
         }
+        tb = self.out_dir / TENSORBOARD_DIR if self.config.run.tensorboard else None
         if self.resumed_from is not None and self.metrics_path.exists():
             truncate_after(self.metrics_path, self.step)
-            self.writer = MetricsWriter(self.metrics_path, append=True)
+            self.writer = MetricsWriter(self.metrics_path, append=True, tensorboard_dir=tb)
         else:
-            self.writer = MetricsWriter(self.metrics_path)
+            self.writer = MetricsWriter(self.metrics_path, tensorboard_dir=tb)
             self.writer.write(header)
         if self.resumed_from is not None:
             self.writer.write({"kind": "resume", "step": self.step, "checkpoint": self.resumed_from.name,
                                "schedule": {"name": self.schedule.name, "params": self.schedule.params}})
 
     # -- the loop ---------------------------------------------------------------------------------------
-    def _global_stats(self, loss: torch.Tensor) -> tuple[float, float, float]:
-        parts = self.raw.loss_parts
+    def _global_stats(self, loss: float, ce: float, z: float) -> tuple[float, float, float]:
+        """The rank-local (loss, ce, z) averaged over the ranks."""
         if not self.ctx.distributed:
-            return float(loss.detach()), float(parts.get("ce", float("nan"))), float(parts.get("z", 0.0))
+            return loss, ce, z
         dev = self.ctx.device if self.ctx.device.type == "cuda" else torch.device("cpu")  # nccl needs CUDA
-        v = torch.tensor([float(loss.detach()), parts.get("ce", float("nan")), parts.get("z", 0.0)],
-                         dtype=torch.float64, device=dev)
+        v = torch.tensor([loss, ce, z], dtype=torch.float64, device=dev)
         dist.all_reduce(v)
         v = (v / self.ctx.world_size).tolist()
         return v[0], v[1], v[2]
+
+    def _gradient_sync(self, on: bool):
+        """A context in which backward passes synchronize gradients across ranks (``on``) or only accumulate
+        them locally: DDP's ``no_sync``, FSDP2's ``set_requires_gradient_sync``."""
+        if on or not self.ctx.distributed:
+            return contextlib.nullcontext()
+        if self.fsdp:
+            return _fsdp_sync_off(self.raw)
+        return self.model.no_sync()
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, cutoff: int) -> tuple[float, float, float]:
+        """Gradients of the step's loss on this rank's rows ``x, y`` in ``run.grad_accum`` micro-batches (each
+        loss divided by their number, so the summed gradient is the whole batch's), the gradient
+        synchronization on the last one only; returns (loss, ce, z) averaged over micro-batches and ranks,
+        refusing (before any update) a non-finite loss."""
+        k = self.config.run.grad_accum
+        totals = [0.0, 0.0, 0.0]
+        for i, (xm, ym) in enumerate(zip(x.chunk(k), y.chunk(k))):
+            with self._gradient_sync(i == k - 1):
+                with self.autocast():
+                    _, loss = self.model(xm, ym, cutoff=cutoff)
+                parts = self.raw.loss_parts
+                for j, v in enumerate((float(loss.detach()), parts.get("ce", float("nan")), parts.get("z", 0.0))):
+                    totals[j] += v / k
+                if k == 1 and not math.isfinite(totals[0]) and not self.ctx.distributed:
+                    self._non_finite(self.step + 1, totals[0])  # before a backward pass through NaNs
+                (loss / k if k > 1 else loss).backward()
+        loss_v, ce, z = self._global_stats(*totals)
+        if not math.isfinite(loss_v):
+            self._non_finite(self.step + 1, loss_v)
+        return loss_v, ce, z
 
     def run_eval(self) -> float:
         # the unwrapped model: DDP's hooks are for training; FSDP's root module is `raw` itself (every rank
         # evaluates every window, so their all-gathers match)
         val = evaluate(self.raw, self.val_windows, self.ctx.device, self.autocast)
         self.last_val = val
+        improved = val < self.best_val
         self.best_val = min(self.best_val, val)
         if self.writer is not None:
             self.writer.write({"kind": "eval", "step": self.step, "val_loss": val, "val_ppl": math.exp(min(val, 700)),
                                "tokens": self.tokens_seen, "wall_s": self.train_seconds})
+        if improved and self.config.run.keep_best:
+            self.save(best=True)
+        if self.config.run.sample_tokens > 0:
+            self.log_sample()
         return val
+
+    def log_sample(self) -> str:
+        """``run.sample_tokens`` tokens continuing the first ``block_size`` tokens of the validation split, drawn
+        with a generator seeded by ``run.seed`` (the same draws at every evaluation), as a ``sample`` line."""
+        n = min(self.config.model.block_size, len(self.corpus.val))
+        start = torch.as_tensor(np.asarray(self.corpus.val[:n], dtype=np.int64), device=self.ctx.device)
+        gen = torch.Generator().manual_seed(self.config.run.seed)
+        seq = generate(self.raw, start.reshape(1, -1), self.config.run.sample_tokens, generator=gen)
+        text = self.corpus.decode(seq[0, n:].cpu().numpy())
+        if self.writer is not None:
+            self.writer.write({"kind": "sample", "step": self.step, "text": text})
+        return text
 
     def loop(self) -> None:
         cfg = self.config
@@ -804,6 +1046,8 @@ class _Trainer:
         self.tokens_at_start, self.seconds_at_start = self.tokens_seen, self.train_seconds
         if self.resumed_from is None and run.eval_interval > 0:
             self.run_eval()
+        if self.resumed_from is None and run.lambda_max_every > 0:
+            self.log_sharpness(self.optimizers[0].param_groups[0]["lr"])
         self.raw.train()
         try:
             while self.step < max_iters:
@@ -814,12 +1058,9 @@ class _Trainer:
                 cutoff = 0
                 if self.drop_muon is not None:
                     cutoff = self.drop_muon.sample_cutoff(self.step / max_iters)
-                with self.autocast():
-                    _, loss = self.model(x, y, cutoff=cutoff)
-                loss_v, ce, z = self._global_stats(loss)
-                if not math.isfinite(loss_v):
-                    self._non_finite(self.step + 1, loss_v)
-                loss.backward()
+                loss_v, ce, z = self._forward_backward(x, y, cutoff)
+                if self.dal is not None:
+                    self._dal_step(x, y, cutoff)
                 clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
                 if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
@@ -852,6 +1093,8 @@ class _Trainer:
                         "layers_backpropagated": self.n_layer - cutoff, "cutoff": cutoff,
                         "block_backward_flops": self.costs.backward(cutoff),
                     }
+                    if self.dal is not None:
+                        record.update(dal_mult=self.dal.last_multiplier, dal_curvature=self.dal.last_ratio)
                     last_log_tokens, last_log_time = self.tokens_seen, self.train_seconds
                     if self.writer is not None:
                         self.writer.write(record)
@@ -859,6 +1102,8 @@ class _Trainer:
                     bar.update(1)
                     if record is not None:
                         bar.set_postfix(loss=f"{loss_v:.4f}", val=f"{self.last_val:.4f}" if self.last_val else "-")
+                if run.lambda_max_every > 0 and step % run.lambda_max_every == 0:
+                    self.log_sharpness(lr)
                 is_eval = (run.eval_interval > 0 and step % run.eval_interval == 0) or step == max_iters \
                     or step in self.decay_ends
                 if is_eval:
@@ -877,6 +1122,33 @@ class _Trainer:
         finally:
             if bar is not None:
                 bar.close()
+
+    def _dal_step(self, x: torch.Tensor, y: torch.Tensor, cutoff: int) -> None:
+        """Set the learning rates of this step by DAL (before clipping: the finite difference subtracts the
+        stored gradient from an unclipped one), times the warmup multiplier."""
+        def closure() -> torch.Tensor:
+            with self.autocast():
+                return self.model(x, y, cutoff=cutoff)[1]
+
+        try:
+            self.dal.step(closure)
+        except ValueError as exc:
+            if "non-finite" not in str(exc):
+                raise
+            self._non_finite(self.step + 1, float("nan"), what=f"gradient or curvature ({exc})")
+        warm = self.schedule(self.step)
+        for group in self.optimizers[0].param_groups:
+            group["lr"] *= warm
+
+    def log_sharpness(self, lr: float) -> float:
+        """λ_max on the held batch (:func:`sharpness`) as a ``sharpness`` metrics line, ``lr`` the step size just
+        used; the training clock is not running."""
+        x, y = (t.to(self.ctx.device) for t in self.held_batch)
+        lam = sharpness(self.raw, x, y, self.config.run.lambda_max_iters, seed=self.config.run.seed)
+        if self.writer is not None:
+            self.writer.write({"kind": "sharpness", "step": self.step, "lambda_max": lam, "lr": lr,
+                               "edge_ratio": lr * lam / 2, "lanczos_steps": self.config.run.lambda_max_iters})
+        return lam
 
     def _non_finite(self, step: int, value: float, what: str = "training loss") -> None:
         where = (f"the last good checkpoint is {str(self.last_ckpt)!r}" if self.last_ckpt is not None

@@ -19,7 +19,7 @@ API_PAGE = DOCS / "api.md"
 
 # (package, names it exports) whose every public name must be on the API page.
 PUBLIC_PACKAGES = ("optlib", "optlib.second_order", "optlib.optim", "optlib.curvature", "optlib.least_squares",
-                   "optlib.unlearning")
+                   "optlib.unlearning", "optlib.drift")
 
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.MULTILINE)
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from scale import train as T
 from scale.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
@@ -28,11 +29,14 @@ from scale.config import (
     OPTIMIZERS,
     PRESETS,
     TrainConfig,
+    config_from_dict,
     config_to_dict,
     config_to_toml,
     resolve,
 )
+from scale.data import eval_windows, load_corpus
 from scale.metrics import read_metrics
+from scale.model import GPT
 from scale.schedules import cosine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +138,7 @@ def test_every_field_has_a_help_text_in_its_metadata():
 
 
 def test_method_names_use_hyphens():
-    assert OPTIMIZERS == ("adamw", "muon", "drop-muon")
+    assert OPTIMIZERS == ("adamw", "muon", "drop-muon", "sgd")
     specs = {s.key: s for s in field_specs(TrainConfig)}
     assert specs["optim.cutoff_sampler"].choices == ("uniform", "epoch-shift", "linear-shift")
     assert "wsd-s" in specs["schedule.name"].choices and "wsd_s" not in specs["schedule.name"].choices
@@ -690,3 +694,73 @@ def test_resume_without_the_rng_state_would_differ(corpus, tmp_path, monkeypatch
     resumed = T.train(tiny(corpus, tmp_path / "b", run__resume=True, **common))
     assert losses(straight["metrics_path"])[:5] == losses(resumed["metrics_path"])[:5]  # steps 0..4 identical
     assert losses(straight["metrics_path"]) != losses(resumed["metrics_path"])
+
+
+# ------------------------------------------------------------------------------------------ drift options
+MICRO = dict(model__n_layer=1, model__n_embd=8, model__n_head=2, data__batch_size=4, run__eval_interval=0)
+
+
+def test_lambda_max_is_logged_and_matches_a_dense_eigvalsh(corpus, tmp_path):
+    """run.lambda_max_every=2 writes sharpness lines at steps 0, 2, 4; the last equals the largest eigenvalue of
+    the dense Hessian of the final model's objective on the same held batch (torch.autograd.functional.hessian
+    and eigvalsh, float64), within 1e-3 relative (40 Lanczos steps, float32 products). Would catch: the value
+    logged at step 0 is that of the initial model and misses the final one by more than the tolerance."""
+    summary = T.train(tiny(corpus, tmp_path, optim__name="sgd", optim__lr=0.5, run__max_iters=4,
+                           run__lambda_max_every=2, run__lambda_max_iters=40, run__plot=True, **MICRO))
+    lines = [r for r in read_metrics(summary["metrics_path"]) if r["kind"] == "sharpness"]
+    assert [r["step"] for r in lines] == [0, 2, 4]
+    assert all(math.isclose(r["edge_ratio"], r["lr"] * r["lambda_max"] / 2) for r in lines)
+    assert Path(summary["plot_path"]).stat().st_size > 0
+
+    config = config_from_dict(summary["config"])
+    model = GPT(config.model)
+    model.load_state_dict(load_checkpoint(summary["checkpoint_path"])["model"])
+    model = model.double().eval()
+    data = load_corpus(corpus, level=config.data.level, val_fraction=config.data.val_fraction,
+                       block_size=config.model.block_size)
+    x, y = eval_windows(data.train, config.model.block_size, config.data.batch_size, 1)[0]
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def objective(flat):
+        params, off = {}, 0
+        for n, shape in zip(names, shapes):
+            params[n] = flat[off:off + shape.numel()].reshape(shape)
+            off += shape.numel()
+        return torch.func.functional_call(model, params, (x, y))[1]
+
+    with sdpa_kernel(SDPBackend.MATH):
+        dense = torch.autograd.functional.hessian(objective, flat0)
+    top = float(torch.linalg.eigvalsh(dense)[-1])
+    assert lines[-1]["lambda_max"] == pytest.approx(top, rel=1e-3)
+    assert lines[0]["lambda_max"] != pytest.approx(top, rel=1e-3)
+
+
+def test_dal_schedule_sets_the_rate_and_resumes_exactly(corpus, tmp_path):
+    """schedule.name='dal' with SGD: every logged lr is min(2 / (||Hg||/||g||), dal_max_lr) times the warmup
+    multiplier; a run stopped at step 4 and resumed ends bit for bit where the straight run ends (parameters,
+    loss log and DAL state)."""
+    common = dict(optim__name="sgd", optim__lr=0.5, schedule__name="dal", schedule__dal_max_lr=2.0,
+                  run__max_iters=8, run__ckpt_interval=4, run__keep_checkpoints=0, model__dropout=0.1, **MICRO)
+    straight = T.train(tiny(corpus, tmp_path / "a", **common))
+    lines = [r for r in read_metrics(straight["metrics_path"]) if r["kind"] == "train"]
+    for r in lines:
+        assert r["lr"] == pytest.approx(min(2 / r["dal_curvature"], 2.0) * r["lr_mult"], rel=1e-9)
+    assert len({round(r["lr"], 6) for r in lines[2:]}) > 3  # the rate moves from step to step
+    T.train(tiny(corpus, tmp_path / "b", **common), step_callback=lambda step, m, r: step == 4)
+    resumed = T.train(tiny(corpus, tmp_path / "b", run__resume=True, **common))
+    a, b = load_checkpoint(straight["checkpoint_path"]), load_checkpoint(resumed["checkpoint_path"])
+    assert tensors_equal(a["model"], b["model"]) and a["dal"] == b["dal"]
+    # the stopped run evaluated at step 4 on its way out; the training lines are the same
+    assert [e for e in losses(straight["metrics_path"]) if e[0] == "train"] == \
+        [e for e in losses(resumed["metrics_path"]) if e[0] == "train"]
+
+
+def test_dal_bad_settings_are_named(corpus, tmp_path):
+    with pytest.raises(ValueError, match="schedule.name='dal' needs one optimizer.*drop-muon"):
+        T.train(tiny(corpus, tmp_path, optim__name="drop-muon", schedule__name="dal", run__max_iters=2))
+    with pytest.raises(ValueError, match="schedule.dal_power must be a finite number >= 0"):
+        T.train(tiny(corpus, tmp_path, schedule__name="dal", schedule__dal_power=-1.0, run__max_iters=2))
+    with pytest.raises(ValueError, match="run.lambda_max_every must be >= 0"):
+        T.train(tiny(corpus, tmp_path, run__lambda_max_every=-3, run__max_iters=2))

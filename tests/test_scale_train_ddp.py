@@ -84,7 +84,10 @@ def compare(corpus, tmp_path, name: str, **extra) -> tuple[float, float]:
     ddp_records = read_metrics(tmp_path / "ddp" / "metrics.jsonl")
     assert ddp_records[0]["world_size"] == 2
     gap = max_gap(curve(tmp_path / "ddp" / "metrics.jsonl"), curve(single["metrics_path"]))
-    a = load_checkpoint(tmp_path / "ddp" / "ckpt_0000010.pt")["model"]
+    ddp_ckpt = tmp_path / "ddp" / "ckpt_0000010.pt"
+    if not ddp_ckpt.exists():  # FSDP2 writes the sharded DCP folder
+        ddp_ckpt = ddp_ckpt.with_suffix(".dcp")
+    a = load_checkpoint(ddp_ckpt)["model"]
     b = load_checkpoint(single["checkpoint_path"])["model"]
     pgap = max(float((a[k] - b[k]).abs().max()) for k in a)
     return gap, pgap
@@ -93,6 +96,14 @@ def compare(corpus, tmp_path, name: str, **extra) -> tuple[float, float]:
 @pytest.mark.parametrize("name", ["adamw", "muon"])
 def test_two_gloo_ranks_match_one_process(name, corpus, tmp_path):
     gap, pgap = compare(corpus, tmp_path, name)
+    assert gap <= TOL, gap
+    assert pgap <= 1e-4, pgap
+
+
+def test_gradient_accumulation_under_ddp_matches_one_process(corpus, tmp_path):
+    """Two ranks with two micro-batches each (``no_sync`` on the first) against one process with the same
+    accumulation: the same global batch per step, so the same tolerance as above."""
+    gap, pgap = compare(corpus, tmp_path, "adamw", run__grad_accum=2)
     assert gap <= TOL, gap
     assert pgap <= 1e-4, pgap
 
@@ -113,20 +124,20 @@ def test_fsdp2_on_gloo_matches_and_resumes(corpus, tmp_path):
                         run__keep_checkpoints=0)
     assert gap <= TOL and pgap <= 1e-4, (gap, pgap)
     # resume the sharded run from step 5: identical continuation
-    (tmp_path / "ddp" / "ckpt_0000010.pt").rename(tmp_path / "full.pt")
+    (tmp_path / "ddp" / "ckpt_0000010.dcp").rename(tmp_path / "full.dcp")
     o = overrides(corpus, tmp_path / "ddp", optim__name="adamw", run__parallel="fsdp", run__ckpt_interval=5,
                   run__keep_checkpoints=0, run__resume=True)
     torchrun(o)
-    a = load_checkpoint(tmp_path / "full.pt")["model"]
-    b = load_checkpoint(tmp_path / "ddp" / "ckpt_0000010.pt")["model"]
+    a = load_checkpoint(tmp_path / "full.dcp")["model"]
+    b = load_checkpoint(tmp_path / "ddp" / "ckpt_0000010.dcp")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_fsdp_rejects_muon_family(corpus, tmp_path, monkeypatch):
-    """Muon orthogonalizes whole matrices: under FSDP (world size > 1) the trainer refuses it by name."""
-    cfg = resolve(overrides=overrides(corpus, tmp_path, optim__name="muon", run__parallel="fsdp"))
+def test_fsdp_rejects_untested_optimizer(corpus, tmp_path, monkeypatch):
+    """Under FSDP (world size > 1) an optimizer not tested on sharded parameters is refused by name."""
+    cfg = resolve(overrides=overrides(corpus, tmp_path, optim__name="sgd", run__parallel="fsdp"))
     ctx = T.DistContext(rank=0, world_size=2)
-    with pytest.raises(ValueError, match="run.parallel='fsdp' supports optim.name='adamw' only"):
+    with pytest.raises(ValueError, match="run.parallel='fsdp' supports optim.name in adamw, muon, drop-muon"):
         T._check_config(cfg, ctx)
 
 

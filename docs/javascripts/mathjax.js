@@ -8,6 +8,7 @@ window.MathJax = {
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    // the sidebar repeats headings as plain text inside its links (class "reference"): typeset their math too
+    processHtmlClass: "arithmatex|reference"
   }
 };

@@ -110,7 +110,7 @@ def _cg(problem: BilevelProblem, x: Tensor, y: Tensor, b: Tensor, batch: tuple, 
     hvp = problem.hvp_operator(x, y, batch)
 
     def H(v: Tensor) -> Tensor:
-        return hvp(v) + reg * v
+        return hvp(v) + reg * v if reg else hvp(v)
 
     v = torch.zeros_like(b) if v0 is None else v0.clone()
     r = b - H(v) if v0 is not None else b.clone()
@@ -190,6 +190,14 @@ def hypergradient(
     x, y = problem.check_xy(x, y)
     if method == "unroll":
         return _unroll(problem, x, y, upper_batch, lower_batch, knobs)
+    with problem.shared_lower_graph(x, y, lower_batch):  # one lower graph for the solve and the cross term
+        return _implicit(problem, x, y, method, knobs, upper_batch, lower_batch, generator, state)
+
+
+def _implicit(problem: BilevelProblem, x: Tensor, y: Tensor, method: str, knobs: dict[str, Any],
+              upper_batch: tuple, lower_batch: tuple, generator: torch.Generator | None,
+              state: dict[str, Any] | None) -> HypergradientEstimate:
+    """The implicit-function estimators ("exact", "cg", "neumann", "z-iterate")."""
     gx, b = problem.upper_grads(x, y, upper_batch)
     diag: dict[str, Any]
     if method == "exact":

@@ -17,7 +17,8 @@ Hao, Gong & Liu 2024, assumption on the oracles), so a run's cost is reported in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,7 @@ class BilevelProblem:
         self._hypergradient, self._solution, self._phi = hypergradient, solution, phi
         self.name = name
         self.counters = BilevelCounters()
+        self._shared: tuple[Tensor, Tensor, tuple[Any, ...], tuple[Tensor, Tensor, Tensor]] | None = None
 
     # ------------------------------------------------------------------ construction from modules
     @classmethod
@@ -235,18 +237,18 @@ class BilevelProblem:
 
     def _lower_vjp(self, x: Tensor, y: Tensor, v: Tensor, batch: Sequence[Any], wrt_x: bool) -> Tensor:
         """``grad_w <grad_y g(x, y), v>`` for ``w = x`` or ``y`` (one double backward)."""
-        xl, yl, gy = self._lower_graph(x, y, batch)
+        (xl, yl, gy), shared = self._graph_for(x, y, batch)
         target = xl if wrt_x else yl
         if not gy.requires_grad:
             return torch.zeros_like(target).detach()
-        (out,) = torch.autograd.grad(gy, target, v, allow_unused=True)
+        (out,) = torch.autograd.grad(gy, target, v, retain_graph=shared, allow_unused=True)
         return torch.zeros_like(target).detach() if out is None else out.detach()
 
     def hvp_operator(self, x: Tensor, y: Tensor, batch: Sequence[Any] = ()) -> Callable[[Tensor], Tensor]:
-        """``v -> grad^2_yy g(x, y) v`` at a fixed point: the lower gradient's graph is built once and every
-        product is one backward pass through it (each still counted in ``nhvp``). For the inner loops of
-        CG, Neumann and power iteration."""
-        _, yl, gy = self._lower_graph(x, y, batch)
+        """``v -> grad^2_yy g(x, y) v`` at a fixed point: the lower gradient's graph is built once (or taken from
+        :meth:`shared_lower_graph`) and every product is one backward pass through it (each still counted in
+        ``nhvp``). For the inner loops of CG, Neumann and power iteration."""
+        (_, yl, gy), _ = self._graph_for(x, y, batch)
 
         def apply(v: Tensor) -> Tensor:
             self.counters.nhvp += 1
@@ -256,6 +258,28 @@ class BilevelProblem:
             return torch.zeros_like(y) if hv is None else hv.detach()
 
         return apply
+
+    @contextlib.contextmanager
+    def shared_lower_graph(self, x: Tensor, y: Tensor, batch: Sequence[Any] = ()) -> Iterator[None]:
+        """Within the block, :meth:`hvp_operator`, :meth:`hvp_yy` and :meth:`cross` called with these very
+        ``x``, ``y`` and batch objects differentiate one graph of ``grad_y g(x, y)``, built here, instead of
+        building their own: an estimator that solves with the Hessian and then applies the cross derivative at
+        the same point (CG, Neumann, z-iterate) pays one forward and one first backward pass, not two. Oracle
+        counts are unchanged; other arguments build their own graph as outside the block."""
+        previous = self._shared
+        self._shared = (x, y, tuple(batch), self._lower_graph(x, y, batch))
+        try:
+            yield
+        finally:
+            self._shared = previous
+
+    def _graph_for(self, x: Tensor, y: Tensor, batch: Sequence[Any]) -> tuple[tuple[Tensor, Tensor, Tensor], bool]:
+        """The lower graph at ``(x, y, batch)`` and whether it is the shared one (to be retained)."""
+        shared = self._shared
+        if (shared is not None and shared[0] is x and shared[1] is y and len(shared[2]) == len(batch)
+                and all(a is b for a, b in zip(shared[2], batch))):
+            return shared[3], True
+        return self._lower_graph(x, y, batch), False
 
     def hvp_yy(self, x: Tensor, y: Tensor, v: Tensor, batch: Sequence[Any] = ()) -> Tensor:
         """``grad^2_yy g(x, y) v`` (double backward)."""

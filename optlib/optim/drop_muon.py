@@ -59,10 +59,11 @@ from numbers import Integral
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from optlib.linalg.newton_schulz import KELLER_COEFFICIENTS, matrix_view
 
-from .muon import Muon, _check_real, lr_scale, muon_directions
+from .muon import Muon, _check_real, local_part, lr_scale, muon_directions
 from .progressive import BlockCosts, CutoffSampler
 
 Tensor = torch.Tensor
@@ -253,6 +254,15 @@ class DropMuon(Muon):
             _check_real("L1", group["L1"])
             if group["L0"] == 0 and group["L1"] == 0:
                 raise ValueError("L0 and L1 cannot both be zero")
+        params = group["params"]
+        if not isinstance(params, (Tensor, set)):  # a set is refused by torch's own check
+            params = group["params"] = list(params)
+        if rule != "constant" and any(isinstance(p, DTensor) for p in ([params] if isinstance(params, Tensor)
+                                                                         else params)):
+            raise ValueError(
+                f"radius={rule!r} needs the nuclear norm of each whole matrix, which FSDP2 shards across ranks "
+                f"(layer {group['layer']}); use radius='constant' with sharded parameters"
+            )
         super().add_param_group(group)
 
     # -- cutoff -----------------------------------------------------------------------------------------------
@@ -303,25 +313,28 @@ class DropMuon(Muon):
         if not params:
             return 0
         lr, wd = group["lr"], group["weight_decay"]
+        # FSDP2's DTensor parameters: the elementwise parts act on this rank's shards (local_part)
+        grads = [local_part(p.grad) for p in params]
         if group["new_weight"] is not None:
             beta = group["new_weight"]
-            D = [s["momentum_buffer"] for s in states]
+            D = [local_part(s["momentum_buffer"]) for s in states]
             torch._foreach_mul_(D, 1.0 - beta)
-            torch._foreach_add_(D, [p.grad for p in params], alpha=beta)
+            torch._foreach_add_(D, grads, alpha=beta)
         else:
-            D = muon_directions([p.grad for p in params], [s["momentum_buffer"] for s in states],
+            D = muon_directions(grads, [local_part(s["momentum_buffer"]) for s in states],
                                 momentum=group["momentum"], nesterov=group["nesterov"],
                                 style=group["momentum_style"])
         radii = [self.radius(group, p, d) for p, d in zip(params, D)]
-        Q = self._orthogonalize(group, D, cast_back=True)
+        Q = self._orthogonalize(group, D, cast_back=True, params=params)
+        weights = [local_part(p) for p in params]
         if wd != 0:
-            torch._foreach_mul_(params, 1.0 - lr * wd)
-        for p, state, o, t in zip(params, states, Q, radii):
+            torch._foreach_mul_(weights, 1.0 - lr * wd)
+        for p, w, state, o, t in zip(params, weights, states, Q, radii):
             if isinstance(t, Tensor):
-                p.sub_((matrix_view(o) * t[..., None, None].to(o.dtype)).reshape(p.shape))
+                w.sub_((matrix_view(o) * t[..., None, None].to(o.dtype)).reshape(w.shape))
                 state["radius"] = t.tolist()
             else:
-                p.add_(o, alpha=-t)
+                w.add_(o, alpha=-t)
                 state["radius"] = t
         return sum(p.shape[0] if p.ndim == 3 else 1 for p in params)
 

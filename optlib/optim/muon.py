@@ -51,6 +51,7 @@ import math
 from numbers import Real
 
 import torch
+from torch.distributed.tensor import DTensor, Shard
 
 from kernels.newton_schulz import available as triton_available
 from kernels.newton_schulz import newton_schulz_triton
@@ -75,6 +76,8 @@ __all__ = [
     "muon_directions",
     "orthogonalize",
     "orthogonalize_many",
+    "orthogonalize_sharded",
+    "shard_owners",
 ]
 
 MOMENTUM_STYLES = ("ema", "sum")
@@ -272,17 +275,157 @@ def orthogonalize_many(
     return out  # type: ignore[return-value]
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Sharded parameters (FSDP2: DTensor, Shard(0))
+# ------------------------------------------------------------------------------------------------------------
+
+
+def local_part(t: Tensor) -> Tensor:
+    """This rank's part of ``t``: the local shard of a DTensor (a view: in-place changes reach the DTensor),
+    ``t`` itself otherwise."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def _check_row_sharded(p: Tensor, what: str) -> None:
+    if not isinstance(p, DTensor):
+        raise ValueError(f"{what}: a parameter of shape {tuple(p.shape)} is a plain {type(p).__name__}, not a "
+                         "DTensor; whole (unsharded) tensors go through orthogonalize_many")
+    placements = tuple(p.placements)
+    if p.device_mesh.ndim != 1 or placements != (Shard(0),):
+        raise ValueError(
+            f"{what}: a sharded parameter of shape {tuple(p.shape)} with placements {placements} on a "
+            f"{p.device_mesh.ndim}-D mesh; Muon gathers whole matrices from FSDP2's row shards only (Shard(0) on a "
+            "1-D mesh, what torch.distributed.fsdp.fully_shard produces)"
+        )
+
+
+def _row_counts(rows: int, world: int) -> list[int]:
+    """Rows of each rank under ``Shard(0)`` (``torch.chunk``'s split: ``ceil(rows / world)`` each, the last
+    ranks shorter or empty)."""
+    chunk = -(-rows // world)
+    return [max(0, min(chunk, rows - r * chunk)) for r in range(world)]
+
+
+def shard_owners(numels: list[int], world: int) -> list[int]:
+    """The rank that orthogonalizes each matrix: matrices sorted by size (largest first, ties by position) are
+    dealt round-robin to the ranks, so every rank gets about ``1/world`` of the matrices and of their entries.
+    Every rank computes the same answer from the same sizes."""
+    order = sorted(range(len(numels)), key=lambda i: (-numels[i], i))
+    owners = [0] * len(numels)
+    for k, i in enumerate(order):
+        owners[i] = k % world
+    return owners
+
+
+def orthogonalize_sharded(
+    shards: list[Tensor],
+    params: list[Tensor],
+    *,
+    method: str = "newton-schulz",
+    steps: int = 5,
+    coefficients=KELLER_COEFFICIENTS,
+    eps: float = 1e-7,
+    compute_dtype: torch.dtype | None = None,
+    stats: dict | None = None,
+) -> list[Tensor]:
+    r"""This rank's rows of :math:`\mathrm{orth}(D_i)` for row-sharded directions.
+
+    ``shards[i]`` is this rank's block of rows of the direction :math:`D_i` of the DTensor parameter
+    ``params[i]`` (FSDP2's ``Shard(0)`` on a 1-D mesh; the parameter supplies the global shape and the mesh).
+    Newton–Schulz needs the whole matrix, so (the "gather, orthogonalize on the owner, scatter" scheme of
+    distributed Muon under FSDP, e.g. Liu et al. 2025, arXiv:2502.16982, §2.3):
+
+    1. owners: :func:`shard_owners` deals the matrices, largest first, round-robin to the ranks;
+    2. gather: every rank sends its rows of :math:`D_i` to the owner of :math:`i` (``dist.gather``, rows padded
+       to ``ceil(m / world)``);
+    3. orthogonalize: each owner runs :func:`orthogonalize_many` on its whole matrices (batched by shape as in
+       one process, so the result equals the one-process one bit for bit);
+    4. scatter: the owner sends each rank its rows of :math:`\mathrm{orth}(D_i)` (``dist.scatter``).
+
+    All gathers are issued before any owner computes and all scatters after, so the ranks orthogonalize at the
+    same time. The result has the shards' dtype. Every rank must call this with the same parameters in the same
+    order (true for an optimizer stepping FSDP2 parameters: the gradients are reduce-scattered on all ranks).
+    ``stats["orthogonalized_here"]`` is increased by the number of parameters this rank owns (the unit of
+    :func:`orthogonalize_many`). Collectives use the process group's timeout, so a rank that fails does not hang the
+    others for longer than that.
+    """
+    if not params:
+        return []
+    for p in params:
+        _check_row_sharded(p, "orthogonalize_sharded")
+    mesh = params[0].device_mesh
+    for p in params:
+        if p.device_mesh != mesh:
+            raise ValueError("orthogonalize_sharded: all parameters must be sharded over the same device mesh")
+    group = mesh.get_group()
+    world = torch.distributed.get_world_size(group)
+    rank = torch.distributed.get_rank(group)
+    owners = shard_owners([p.numel() for p in params], world)
+    counts = [_row_counts(p.shape[0], world) for p in params]
+    for i, (shard, p) in enumerate(zip(shards, params)):
+        expected = (counts[i][rank], *p.shape[1:])
+        if tuple(shard.shape) != expected:
+            raise ValueError(f"orthogonalize_sharded: shard {i} has shape {tuple(shard.shape)}, expected {expected} "
+                             f"for rank {rank} of {world} of a parameter of shape {tuple(p.shape)}")
+
+    def padded(t: Tensor, rows: int) -> Tensor:
+        if t.shape[0] == rows:
+            return t.contiguous()
+        return torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
+
+    # 2. gather every matrix on its owner
+    received: dict[int, list[Tensor]] = {}
+    works = []
+    for i, (shard, p) in enumerate(zip(shards, params)):
+        chunk = max(counts[i])
+        mine = owners[i] == rank
+        if mine:
+            received[i] = [shard.new_empty(chunk, *p.shape[1:]) for _ in range(world)]
+        works.append(torch.distributed.gather(padded(shard, chunk), received.get(i), group=group,
+                                              group_dst=owners[i], async_op=True))
+    for w in works:
+        w.wait()
+    # 3. orthogonalize the owned matrices, batched as in one process
+    owned = sorted(received)
+    full = [torch.cat([part[:n] for part, n in zip(received[i], counts[i])]) for i in owned]
+    ortho = orthogonalize_many(full, method=method, steps=steps, coefficients=coefficients, eps=eps,
+                               compute_dtype=compute_dtype, cast_back=True)
+    if stats is not None:
+        stats["orthogonalized_here"] = stats.get("orthogonalized_here", 0) + len(owned)
+    pieces = {i: [padded(part, max(counts[i])) for part in Q.to(shards[i].dtype).split(counts[i])]
+              for i, Q in zip(owned, ortho)}
+    # 4. scatter the rows back
+    out, works = [], []
+    for i, (shard, p) in enumerate(zip(shards, params)):
+        recv = shard.new_empty(max(counts[i]), *p.shape[1:])
+        works.append(torch.distributed.scatter(recv, pieces.get(i), group=group, group_src=owners[i],
+                                               async_op=True))
+        out.append(recv)
+    for w in works:
+        w.wait()
+    return [recv[:counts[i][rank]] for i, recv in enumerate(out)]
+
+
 def grads_all_finite(params) -> bool:
     """Whether every existing gradient in ``params`` is finite, with one synchronization for the whole
     group: a norm is finite exactly when every entry is (an overflow of the norm counts as non-finite,
-    and then the per-parameter check decides)."""
+    and then the per-parameter check decides). Sharded (DTensor) gradients: each rank checks its shards and one
+    all-reduce over their mesh's group combines the answers, so all ranks agree."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return True
+    sharded = [g for g in grads if isinstance(g, DTensor)]
+    grads = [local_part(g) for g in grads]
     norms = torch._foreach_norm(grads)
     if len({n.dtype for n in norms}) > 1:  # parameters of several dtypes: stack needs one
         norms = [n.float() for n in norms]
-    return bool(torch.isfinite(torch.stack(norms)).all())
+    finite = bool(torch.isfinite(torch.stack(norms)).all())
+    if sharded:  # every rank must take the same branch: one reduction over the shards' group
+        flag = torch.tensor([0.0 if finite else 1.0], device=grads[0].device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX,
+                                     group=sharded[0].device_mesh.get_group())
+        finite = flag.item() == 0.0
+    return finite
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -390,7 +533,10 @@ class Muon(torch.optim.Optimizer):
     distributed : bool
         Under ``torch.distributed`` (e.g. DDP, gradients already all-reduced) each rank orthogonalizes only
         its share of the matrices and the results are all-gathered (:func:`orthogonalize_many`); the update is
-        the same as in one process. Without an initialised process group it has no effect.
+        the same as in one process. Without an initialised process group it has no effect. FSDP2-sharded
+        parameters (DTensors, ``Shard(0)``) need no flag: momentum, weight decay and the step act on each
+        rank's shard, and each whole matrix is gathered on one owner rank, orthogonalized there and its rows
+        scattered back (:func:`orthogonalize_sharded`); the update again equals the one-process update.
 
     Notes
     -----
@@ -523,33 +669,51 @@ class Muon(torch.optim.Optimizer):
             states.append(state)
         return params, states
 
-    def _orthogonalize(self, group: dict, directions: list[Tensor], cast_back: bool) -> list[Tensor]:
+    def _orthogonalize(self, group: dict, directions: list[Tensor], cast_back: bool,
+                       params: list[Tensor] | None = None) -> list[Tensor]:
+        """``orth`` of each direction. With ``params`` given, a DTensor parameter's direction is this rank's
+        shard of rows and gets this rank's rows of the orthogonalized whole matrix
+        (:func:`orthogonalize_sharded`); the other directions go through :func:`orthogonalize_many`."""
         counters = self._counters()
         method = group["orthogonalizer"]
-        for D in directions:
-            n_matrices = D.shape[0] if D.ndim == 3 else 1
+        shapes = [D.shape for D in directions] if params is None else [p.shape for p in params]
+        for shape in shapes:
+            n_matrices = shape[0] if len(shape) == 3 else 1
             counters["updates"] += n_matrices
             if method == "svd":
                 counters["svds"] += n_matrices
             else:
                 counters["ns_matmuls"] += n_matrices * NS_MATMULS_PER_STEP * group["ns_steps"]
-        return orthogonalize_many(directions, method=method, steps=group["ns_steps"],
-                                  coefficients=group["ns_coefficients"], eps=group["eps"],
-                                  compute_dtype=group["ns_dtype"], cast_back=cast_back,
-                                  distributed=group["distributed"], stats=counters)
+        kw = dict(method=method, steps=group["ns_steps"], coefficients=group["ns_coefficients"], eps=group["eps"],
+                  compute_dtype=group["ns_dtype"], stats=counters)
+        sharded = [] if params is None else [i for i, p in enumerate(params) if isinstance(p, DTensor)]
+        if not sharded:
+            return orthogonalize_many(directions, cast_back=cast_back, distributed=group["distributed"], **kw)
+        out: list[Tensor | None] = [None] * len(directions)
+        for i, Q in zip(sharded, orthogonalize_sharded([directions[i] for i in sharded],
+                                                       [params[i] for i in sharded], **kw)):
+            out[i] = Q
+        rest = [i for i in range(len(directions)) if out[i] is None]
+        if rest:
+            for i, Q in zip(rest, orthogonalize_many([directions[i] for i in rest], cast_back=cast_back,
+                                                     distributed=group["distributed"], **kw)):
+                out[i] = Q
+        return out  # type: ignore[return-value]
 
     def _muon_group_step(self, group: dict, group_index: int, all_finite: bool | None = None) -> None:
         params, states = self._collect(group, group_index, all_finite)
         if not params:
             return
         lr, wd = group["lr"], group["weight_decay"]
-        D = muon_directions([p.grad for p in params], [s["momentum_buffer"] for s in states],
+        # FSDP2's DTensor parameters: the elementwise parts act on this rank's shards (local_part)
+        D = muon_directions([local_part(p.grad) for p in params], [local_part(s["momentum_buffer"]) for s in states],
                             momentum=group["momentum"], nesterov=group["nesterov"], style=group["momentum_style"])
-        Q = self._orthogonalize(group, D, cast_back=False)
+        Q = self._orthogonalize(group, D, cast_back=False, params=params)
+        weights = [local_part(p) for p in params]
         if wd != 0:
-            torch._foreach_mul_(params, 1.0 - lr * wd)
-        for p, o in zip(params, Q):
-            p.add_(o, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
+            torch._foreach_mul_(weights, 1.0 - lr * wd)
+        for p, w, o in zip(params, weights, Q):
+            w.add_(o, alpha=-lr * lr_scale(p.shape, group["adjust_lr"]))
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -21,12 +21,14 @@ Modules, each importing only those above it:
   :func:`~optlib.theory.bilevel.bilevel_table`;
 * :mod:`optlib.theory.unlearning` - Newton/K-FADE unlearning checkers and
   :func:`~optlib.theory.unlearning.unlearning_table`;
+* :mod:`optlib.theory.drift` - orders of accuracy of the modified, principal and game flows of
+  :mod:`optlib.drift` and :func:`~optlib.theory.drift.drift_table`;
 * :mod:`optlib.theory.table` - :func:`theorem_table` (every regularized-Newton statement on its problems),
   :data:`FAMILY_TABLES` (every family's table) and :func:`every_table`, and :func:`format_table`;
   ``python -m optlib.theory [--full] [--family NAME ...]`` prints them.
 """
 
-from . import bilevel, curvature, drop_muon, least_squares, unlearning
+from . import bilevel, curvature, drift, drop_muon, least_squares, unlearning
 from .common import TheoremCheck, fit_line
 from .inexact_newton import InexactTrialRecorder, cg_residual_rule, forcing_vanishes, hvp_accounting
 from .regularized_newton import (
@@ -54,6 +56,7 @@ __all__ = [
     "TheoremCheck",
     "bilevel",
     "curvature",
+    "drift",
     "drop_muon",
     "least_squares",
     "unlearning",

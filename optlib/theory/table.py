@@ -55,6 +55,7 @@ from ..second_order.super_newton import SuperUniversalRule
 from .bilevel import bilevel_table
 from .common import TheoremCheck
 from .curvature import curvature_table
+from .drift import drift_table
 from .drop_muon import drop_muon_table
 from .inexact_newton import InexactTrialRecorder, cg_residual_rule, forcing_vanishes, hvp_accounting
 from .least_squares import least_squares_table
@@ -439,6 +440,7 @@ FAMILY_TABLES: dict[str, Callable[..., list[TheoremCheck]]] = {
     "curvature": curvature_table,
     "unlearning": unlearning_table,
     "bilevel": bilevel_table,
+    "drift": drift_table,
 }
 """Every family's table, ``name -> table(quick=True)``: what the report's theorem table, the asv ``track_*``
 benchmarks and ``python -m optlib.theory`` run. A new family adds its table here."""

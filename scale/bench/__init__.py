@@ -10,6 +10,7 @@
 | :mod:`~scale.bench.curvature` | GGN-vector products against curvlinops, K-FAC step overhead | ``optlib-bench-curvature`` |
 | :mod:`~scale.bench.least_squares` | Levenberg–Marquardt and Gauss–Newton on the NIST StRD problems against scipy | ``optlib-bench-least-squares`` |
 | :mod:`~scale.bench.unlearning` | K-FADE's forget/retain frontier against gradient ascent | ``optlib-bench-unlearning`` |
+| :mod:`~scale.bench.drift` | discretisation drift: flows against GD, edge of stability, IGR bias, GANs, DAL | ``optlib-bench-drift`` |
 | :mod:`~scale.bench.mutants` | the share of a catalogue of deliberate bugs that the theorem suite catches | ``optlib-bench-mutants`` |
 | :mod:`~scale.bench.newton_schulz_kernel` | the Triton Newton–Schulz kernel against its PyTorch reference (GPU) | ``optlib-bench-newton-schulz`` |
 
