@@ -49,14 +49,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    text = (REPO / "scale" / "corpora" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:40_000]
-    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
 def tiny(corpus: str, out_dir, **overrides) -> TrainConfig:
     o = dict(TINY)
     o.update({"data.corpus": corpus, "run.out_dir": str(out_dir)})

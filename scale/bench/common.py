@@ -283,3 +283,19 @@ def register_listing(name: str, names: Callable[[], Sequence[str]]) -> None:
 def sections() -> list[Section]:
     """The registered sections in report order."""
     return sorted(SECTIONS.values(), key=lambda s: (s.order, s.name))
+
+
+def time_cuda(fn: Callable[[], torch.Tensor], repeats: int, warmup: int) -> float:
+    """Median milliseconds of ``fn()`` measured with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)

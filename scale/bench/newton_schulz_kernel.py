@@ -20,7 +20,6 @@ triton is not installed. The settings are checked before the GPU, so a bad comma
 
 from __future__ import annotations
 
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from kernels.newton_schulz import (
     newton_schulz_triton,
     triton_installed,
 )
+from scale.bench.common import time_cuda
 from scale.cli import Command, option
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -85,22 +85,6 @@ PRESETS = {
     # A few seconds on a GPU: one square matrix, both dtypes, few calls (compilation dominates).
     "smoke": {"shapes": ("1024x1024",), "repeats": 5, "warmup": 2},
 }
-
-
-def time_cuda(fn: Callable[[], torch.Tensor], repeats: int, warmup: int) -> float:
-    """Median milliseconds of ``fn()`` measured with CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _torch_muon_helper() -> Callable | None:

@@ -30,9 +30,7 @@ the GPU, so a bad command line is reported on any machine.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +44,7 @@ from kernels.w4a16 import (
     w4a16_matmul_reference,
     w4a16_matmul_triton,
 )
+from scale.bench.common import time_cuda
 from scale.cli import Command, option
 
 
@@ -105,22 +104,6 @@ PRESETS = {
     # Seconds on a GPU: one layer, batches 1 and 16, few calls.
     "smoke": {"shapes": ("4096x4096",), "batches": (1, 16), "repeats": 5, "warmup": 2},
 }
-
-
-def time_cuda(fn: Callable[[], torch.Tensor], repeats: int, warmup: int) -> float:
-    """Median milliseconds of ``fn()`` measured with CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _torchao_linear(weight: torch.Tensor, group_size: int) -> tuple[torch.nn.Module | None, str]:
