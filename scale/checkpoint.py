@@ -176,7 +176,9 @@ _WHAT_TO_DO = ("It was left untouched: delete it (a resume then starts from the 
 
 
 def _refuse(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"cannot resume from checkpoint {str(path)!r}: {problem}. {_WHAT_TO_DO}")
+    err = CheckpointError(f"cannot resume from checkpoint {str(path)!r}: {problem}. {_WHAT_TO_DO}")
+    err.problem = problem  # the reason alone, for readers other than a resume (scale.sample, run.init_from)
+    return err
 
 
 def _unreadable(path: Path, exc: BaseException) -> str:
@@ -189,7 +191,8 @@ def _unreadable(path: Path, exc: BaseException) -> str:
         return f"the file cannot be opened ({os_exc.strerror or type(os_exc).__name__})"
     if not head:
         return "the file is empty (0 bytes), so it holds no state to resume"
-    if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+    is_pickle = head == _ZIP_MAGIC or head[:1] == b"\x80"  # torch.save's archive, or a bare pickle (protocol >= 2)
+    if is_pickle and ("weights only" in str(exc).lower() or "weights_only" in str(exc)):
         return ("the file is a pickle of Python objects other than tensors and plain containers, so it is not a "
                 "checkpoint of scale.train (loading it would run code from the file, which is refused)")
     if head == _ZIP_MAGIC:

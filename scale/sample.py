@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import find_checkpoint, load_checkpoint
+from .checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from .cli import Command, option
 from .config import TrainConfig, config_from_dict, upgrade_config_dict
 from .data import load_corpus
@@ -55,9 +55,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GP
     """The model of a checkpoint with its weights, in eval mode, its :class:`TrainConfig` and the checkpoint.
 
     ``path`` is a checkpoint file or a run folder (:func:`scale.checkpoint.find_checkpoint`); a file that is not
-    a ``scale.train`` checkpoint raises :class:`scale.checkpoint.CheckpointError`.
+    a ``scale.train`` checkpoint raises a ``ValueError`` that says why.
     """
-    ckpt = load_checkpoint(find_checkpoint(path))
+    file = find_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(file)
+    except CheckpointError as exc:
+        raise ValueError(f"cannot read checkpoint {str(file)!r}: {getattr(exc, 'problem', exc)}") from None
     config = config_from_dict(upgrade_config_dict(ckpt["config"]))
     model = GPT(GPTConfig.from_dict(ckpt["config"]["model"]))
     model.load_state_dict(ckpt["model"])

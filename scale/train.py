@@ -585,7 +585,10 @@ def init_weights(model: nn.Module, config: TrainConfig) -> Path:
     equal this run's (vocabulary included, so the corpus must tokenize alike); otherwise a ``ValueError``
     lists the differences."""
     path = find_checkpoint(config.run.init_from)
-    ckpt = load_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise ValueError(f"run.init_from={str(path)!r}: {getattr(exc, 'problem', exc)}") from None
     saved = {"model": upgrade_config_dict(ckpt["config"]).get("model", {})}
     diffs = diff_configs(saved, {"model": config_to_dict(config)["model"]}, ignore=frozenset())
     if diffs:

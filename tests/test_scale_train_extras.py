@@ -18,7 +18,7 @@ import torch
 
 from scale import sample as S
 from scale import train as T
-from scale.checkpoint import BEST_NAME, CheckpointError, list_checkpoints, load_checkpoint
+from scale.checkpoint import BEST_NAME, list_checkpoints, load_checkpoint
 from scale.config import resolve
 from scale.metrics import read_metrics
 
@@ -153,8 +153,12 @@ def test_sample_command_is_seeded_and_checks_its_input(corpus, tmp_path, capsys)
         S.sample_text(S.SampleConfig(checkpoint=str(tmp_path / "run"), temperature=0.0))
     bad = tmp_path / "bad.pt"
     torch.save({"weights": torch.zeros(2)}, bad)
-    with pytest.raises(CheckpointError, match="not a checkpoint of scale.train"):
+    with pytest.raises(ValueError, match="cannot read checkpoint .*not a checkpoint of scale.train"):
         S.sample_text(S.SampleConfig(checkpoint=str(bad)))
+    assert S.main(["--checkpoint", str(bad)]) == 2  # an error line, not a traceback
+    assert "not a checkpoint of scale.train" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="run.init_from=.*not a checkpoint of scale.train"):
+        T.train(tiny(corpus, tmp_path / "ft", run__init_from=str(bad)))
     assert S.main(["--tokens", "5", "--temprature", "1"]) == 2
     assert "did you mean '--temperature'" in capsys.readouterr().err
 
