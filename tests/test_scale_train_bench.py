@@ -266,12 +266,28 @@ def test_report_section_quick_mode(tiny_sets, tmp_path, monkeypatch):
     assert ctx.cache["training"]["quality"]["train_config"]["max_iters"] == 4
 
 
+def test_ranks_one_process_counts_every_orthogonalization(tiny_sets, tmp_path):
+    """One process: rates of AdamW and Muon, and Muon's rank-0 share of the orthogonalizations is all of them
+    (the torchrun side of the study is the path the DDP/FSDP2 parity tests already run)."""
+    cfg = tb.RanksConfig(steps=4, warmup=1, worlds=(1,), optimizers=("adamw", "muon"), set=tiny_sets)
+    result = tb.measure_ranks(cfg, out=tmp_path)
+    runs = {r["optimizer"]: r for r in result["runs"]}
+    assert all(r["tokens_per_s"] > 0 and r["tokens_per_s_vs_one_process"] == 1 for r in runs.values())
+    assert runs["muon"]["orthogonalization_share_rank0"] == 1
+    assert runs["muon"]["orthogonalized_rank0"] > 0 and runs["adamw"]["orthogonalized_rank0"] is None
+    assert json.loads((tmp_path / tb.RANKS_JSON).read_text())["caveat"].startswith("a 2-core CPU")
+    with pytest.raises(ValueError, match="--warmup"):
+        tb.RanksConfig(steps=4, warmup=4).validate()
+    with pytest.raises(ValueError, match="--worlds must be positive"):
+        tb.RanksConfig(worlds=(0,)).validate()
+
+
 def test_cli_help_explains_every_command():
     proc = subprocess.run([sys.executable, "-m", "scale.bench.training", "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m scale.bench.training")
-    for command in ("throughput", "quality", "scaling", "profile"):
+    for command in ("throughput", "quality", "scaling", "profile", "ranks"):
         assert command in proc.stdout
     expected = {
         "throughput": ("--steps", "--warmup", "--rounds", "--threads", "--seed", "--plot", "--progress",
@@ -281,6 +297,7 @@ def test_cli_help_explains_every_command():
         "scaling": ("--steps", "--fit-schedules", "--predict-schedule", "--decay-fraction", "--smooth",
                     "--optimizer", "--preset"),
         "profile": ("--steps", "--threads", "--top"),
+        "ranks": ("--steps", "--warmup", "--worlds", "--parallel", "--optimizers", "--seed", "--preset"),
     }
     assert set(expected) == set(tb.GROUP.commands)
     for command, options in expected.items():

@@ -1,6 +1,6 @@
 r"""Benchmarks of the training entry point ``scale.train`` on tiny-shakespeare (character level).
 
-``python -m scale.bench.training COMMAND`` with four commands; each writes JSON (and a PNG) under ``--out``.
+``python -m scale.bench.training COMMAND`` with five commands; each writes JSON (and a PNG) under ``--out``.
 Every run starts from a ``scale.train`` preset (``--train-preset``, default ``shakespeare-char-cpu``) with the
 ``--set SECTION.KEY=VALUE`` settings on top; ``--preset quick`` / ``--preset report`` pick the settings the
 report runs in its quick and default modes.
@@ -34,6 +34,12 @@ report runs in its quick and default modes.
     2024, arXiv:2404.06395) from its schedule alone. Reported: mean and max absolute error of the prediction
     after warmup, against the logged per-step loss and against its centered moving average (the per-step
     loss of a 768-token batch is noisy, which the raw error mostly measures).
+``ranks``
+    Tokens/s of ``scale.train`` in one process and on ``torchrun`` with gloo ranks, under DDP and FSDP2, for
+    AdamW and Muon (median over the logged steps after warmup, one torch thread per rank), the ratio to one
+    process, and rank 0's share of the Muon orthogonalizations (its ``orthogonalized_here`` counter over the
+    one-process count; 1/world when the owners are balanced). On a 2-core machine this measures correctness
+    and overhead, not speed-up.
 ``profile``
     ``cProfile`` of a short ``scale.train`` run and of the plain loop on the same configuration: the functions
     that take the time, to explain a throughput ratio below 1.
@@ -55,9 +61,11 @@ import dataclasses
 import inspect
 import io
 import math
+import os
 import pstats
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +80,7 @@ from tqdm.auto import tqdm
 
 import scale.train as train_module
 from scale import scaling_law
+from scale.checkpoint import latest_checkpoint, load_checkpoint
 from scale.cli import Command, CommandGroup, config_to_dict, option
 from scale.config import CUTOFF_SAMPLERS, OPTIMIZERS, PRESETS, TrainConfig, resolve
 from scale.data import BatchSampler, load_corpus
@@ -1284,6 +1293,116 @@ def _run_profile(cfg: ProfileConfig) -> int:
     return _written(path)
 
 
+# ------------------------------------------------------------------------------------------ ranks
+RANKS_JSON = "ranks.json"
+RANKS_PRESETS: dict[str, dict[str, Any]] = {"quick": {"steps": 12, "warmup": 4}}
+
+
+@dataclass
+class RanksConfig(RunSettings):
+    """Settings of the data-parallel study: tokens/s per world size, wrapper and optimizer (gloo on the CPU)."""
+
+    steps: int = option(40, "optimizer steps per run; tokens/s is the median over the logged steps after warmup")
+    warmup: int = option(5, "steps left out of the rate at the start of every run")
+    worlds: tuple[int, ...] = option((1, 2), "numbers of ranks (1 = one process; more: torchrun, gloo, one "
+                                             "torch thread per rank)")
+    parallel: tuple[str, ...] = option(("ddp", "fsdp"), "data-parallel wrappers for world sizes above 1",
+                                       choices=("ddp", "fsdp"))
+    optimizers: tuple[str, ...] = option(("adamw", "muon"), "optimizers", choices=("adamw", "muon", "drop-muon"))
+    seed: int = option(1337, "run.seed of every run")
+
+    def validate(self) -> None:
+        _check_ints(self, (("steps", 2), ("warmup", 0)))
+        if self.warmup >= self.steps:
+            raise ValueError(f"--warmup ({self.warmup}) must be below --steps ({self.steps})")
+        if not self.worlds or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.worlds):
+            raise ValueError(f"--worlds must be positive integers, got {list(self.worlds)!r}")
+        _check_train_preset(self.train_preset)
+        parse_assignments(self.set)
+
+
+def _counter(obj: Any, key: str) -> int | None:
+    """The first integer stored under ``key`` anywhere in a nested optimizer state dict."""
+    if isinstance(obj, Mapping):
+        if isinstance(obj.get(key), int):
+            return obj[key]
+        items = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    else:
+        return None
+    for v in items:
+        found = _counter(v, key)
+        if found is not None:
+            return found
+    return None
+
+
+def _ranks_run(cfg: RanksConfig, world: int, parallel: str, optimizer: str, out_dir: Path) -> dict[str, Any]:
+    config = bench_config({
+        "optim.name": optimizer, "run.seed": cfg.seed, "run.threads": 1, "run.max_iters": cfg.steps,
+        "schedule.total": max(cfg.steps, _preset_value(cfg.train_preset, "schedule.warmup") + 1),
+        "run.log_interval": 1, "run.eval_interval": 0, "run.eval_iters": 1, "run.parallel": parallel,
+        "optim.ns_dtype": "float32", "run.out_dir": str(out_dir), "run.progress": False, "run.plot": False,
+        "run.verbose": False,
+    }, train_preset=cfg.train_preset, extra=cfg.set)
+    if world == 1:
+        _run_train(config)
+    else:
+        flat = {f"{section}.{k}": v for section, values in config_to_dict(config).items() for k, v in values.items()}
+        argv = [f"--{k}={str(v).lower() if isinstance(v, bool) else ('none' if v is None else v)}"
+                for k, v in flat.items() if not isinstance(v, (list, tuple, dict))]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+               "-m", "scale.train", *argv]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"torchrun with {world} ranks ({parallel}, {optimizer}) failed: {proc.stderr[-2000:]}")
+    records = read_metrics(out_dir / "metrics.jsonl")
+    rates = [r["tokens_per_s"] for r in records
+             if r.get("kind") == "train" and r["step"] > cfg.warmup and r.get("tokens_per_s")]
+    ckpt = load_checkpoint(latest_checkpoint(out_dir))
+    return {"world": world, "parallel": parallel if world > 1 else "single", "optimizer": optimizer,
+            "tokens_per_s": statistics.median(rates),
+            "orthogonalized_rank0": _counter(ckpt.get("optim"), "orthogonalized_here")}
+
+
+def measure_ranks(cfg: RanksConfig, *, out: Path | str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Tokens/s of ``scale.train`` per (world size, wrapper, optimizer), and for the Muon family the share of the
+    matrices rank 0 orthogonalized (its ``orthogonalized_here`` over the one-process count). On a 2-core machine
+    this measures correctness and overhead, not speed-up: two ranks share the cores the one process had."""
+    cfg.validate()
+    combos = [(w, p, o) for w in cfg.worlds for p in (cfg.parallel if w > 1 else ("ddp",)) for o in cfg.optimizers]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench_ranks_") as tmp, \
+            tqdm(total=len(combos), desc="ranks", unit="run", disable=not progress, file=sys.stderr) as bar:
+        for i, (w, p, o) in enumerate(combos):
+            runs.append(_ranks_run(cfg, w, p, o, Path(tmp) / f"run{i}"))
+            bar.update(1)
+    single = {r["optimizer"]: r for r in runs if r["world"] == 1}
+    for r in runs:
+        base = single.get(r["optimizer"])
+        r["tokens_per_s_vs_one_process"] = r["tokens_per_s"] / base["tokens_per_s"] if base else None
+        whole = base.get("orthogonalized_rank0") if base else None
+        own = r.get("orthogonalized_rank0")
+        r["orthogonalization_share_rank0"] = own / whole if own is not None and whole else None
+    result = {"config": _record(cfg), "provenance": provenance(1), "runs": runs,
+              "caveat": "a 2-core CPU with gloo: correctness and overhead, not speed-up"}
+    save_json(result, out, RANKS_JSON)
+    return result
+
+
+def _run_ranks(cfg: RanksConfig) -> int:
+    result = measure_ranks(cfg, out=cfg.out, progress=cfg.progress)
+    rows = [[r["world"], r["parallel"], r["optimizer"], fmt_num(r["tokens_per_s"]),
+             fmt_num(r["tokens_per_s_vs_one_process"]), fmt_num(r["orthogonalization_share_rank0"])]
+            for r in result["runs"]]
+    print(md_table(["ranks", "wrapper", "optimizer", "tokens/s", "vs one process", "rank 0's share of "
+                    "orthogonalizations"], rows))
+    print(f"({result['caveat']})")
+    return _written(Path(cfg.out) / RANKS_JSON)
+
+
 _PROG = "python -m scale.bench.training"
 _SETTINGS_NOTE = (
     "Every run starts from the scale.train preset --train-preset with the --set settings on top; --preset picks "
@@ -1298,7 +1417,7 @@ GROUP = CommandGroup(
         "loop on the same model, batches and AdamW, interleaved in one process, at 1 and 2 threads), 'quality' "
         f"(training wall-clock, evaluation paused, to validation loss {TARGET} for AdamW, Muon and Drop-Muon, "
         "ratios to AdamW paired by seed), 'scaling' (fit the LR-annealing scaling law of Tissue et al. 2024, "
-        "arXiv:2408.11029, on a constant and a cosine run and predict a WSD run), 'profile' (cProfile of "
+        "arXiv:2408.11029, on a constant and a cosine run and predict a WSD run), 'ranks' (tokens/s per world size, DDP/FSDP2 and optimizer, with Muon's orthogonalization share per rank), 'profile' (cProfile of "
         f"scale.train and of the plain loop). Each writes JSON (and a PNG) under --out. Run '{_PROG} COMMAND "
         "--help' for its options."
     ),
@@ -1329,6 +1448,14 @@ GROUP = CommandGroup(
                 "L(s) = L0 + A*S1^-alpha - C*S2 (Tissue, Wang & Wang 2024, arXiv:2408.11029) on the first two and "
                 "predict the WSD curve; mean/max absolute error after warmup. Writes OUT/scaling.json and "
                 "OUT/scaling_law.png. " + _SETTINGS_NOTE)),
+        "ranks": Command(
+            prog=f"{_PROG} ranks", config=RanksConfig, run=_run_ranks, presets=RANKS_PRESETS,
+            help="tokens/s per world size, DDP/FSDP2 and optimizer; Muon's orthogonalization share",
+            description=(
+                "Tokens/s of scale.train on 1 process and on torchrun with gloo ranks, under DDP and FSDP2, for "
+                "AdamW and Muon (median over the logged steps after warmup), with the ratio to one process and "
+                "rank 0's share of the Muon orthogonalizations. On a 2-core CPU this measures correctness and "
+                "overhead, not speed-up. Writes OUT/ranks.json. " + _SETTINGS_NOTE)),
         "profile": Command(
             prog=f"{_PROG} profile", config=ProfileConfig, run=_run_profile,
             help="cProfile of scale.train and of the plain loop",
