@@ -55,10 +55,10 @@ bench: $(STAMP)
 	$(BIN)/asv publish
 	$(BIN)/python scripts/offline_assets.py --target dashboard --html-dir .asv/html
 
-# A smoke run of every benchmark once (asv --quick), nothing saved.
+# A smoke run of every benchmark once (asv --quick), nothing saved; the user-path comparison on its quick sizes.
 bench-quick: $(STAMP)
 	$(BIN)/asv machine --yes >/dev/null
-	$(BIN)/asv run -E existing:$(abspath $(BIN)/python) --quick --dry-run --show-stderr
+	OPTLIB_BENCH_QUICK=1 $(BIN)/asv run -E existing:$(abspath $(BIN)/python) --quick --dry-run --show-stderr
 
 # The last N commits of main, each built into asv's own virtualenv (asv.conf.json), commits already measured
 # skipped; then the offline dashboard in .asv/html. asv exits 2 when a benchmark failed or could not run at some

@@ -9,26 +9,32 @@
   (the reported target is <= 0.5).
 
 The comparison runs once per ``asv run`` (a shared ``setup_cache``), single-threaded in torch and the BLAS
-pools (``scale.bench.common.pin_threads``), at the full problem sizes with three repetitions.
+pools (``scale.bench.common.pin_threads``), at the full problem sizes with three repetitions
+(with ``OPTLIB_BENCH_QUICK=1``, as ``make bench-quick`` sets it: the quick sizes, one repetition).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 from optlib.problems import user_path_problems
 from scale.bench import user_path
 from scale.bench.common import pin_threads
 
 THREADS = 1
+QUICK_ENV = "OPTLIB_BENCH_QUICK"  # set by `make bench-quick`: quick sizes, one repetition
 PROBLEMS = list(user_path_problems())
 
 
 def _compare_all():
     """One run of the whole suite, reduced to plain numbers (pickled by asv)."""
     pin_threads(THREADS)
-    cfg = user_path.Config(repeats=3, repeat_budget=5.0, time_limit=30.0, threads=THREADS, progress=False,
-                           plot=False)
+    if os.environ.get(QUICK_ENV):  # `make bench-quick`: a smoke run of the same code on the quick sizes
+        cfg = user_path.Config(size="quick", repeats=1, time_limit=10.0, threads=THREADS, progress=False, plot=False)
+    else:
+        cfg = user_path.Config(repeats=3, repeat_budget=5.0, time_limit=30.0, threads=THREADS, progress=False,
+                               plot=False)
     result = user_path.run_benchmark(cfg)
     return {
         "ratio": {row["problem"]: row["ratio"] for row in result["table"]},
