@@ -18,8 +18,10 @@ import time
 
 import torch
 
-from optlib.autodiff import TorchOracles
-from scale.bench.common import pin_threads
+from ._commit import compute_or_skip, requires, skip_if_absent
+
+autodiff = requires("optlib.autodiff")
+common = requires("scale.bench.common")
 
 SIZES = [(2000, 50), (2000, 300), (1797, 640)]
 
@@ -57,7 +59,7 @@ def oracle_ratios(n: int, d: int) -> dict[str, float]:
         counter[0] += 1e-9
         return w + counter[0]
 
-    oracles = TorchOracles(f)
+    oracles = autodiff.TorchOracles(f)
     t_grad = _median_time(lambda: oracles.value_and_grad(fresh_point()))
     x = fresh_point()
     oracles.value_and_grad(x)
@@ -70,27 +72,36 @@ def oracle_ratios(n: int, d: int) -> dict[str, float]:
             "strategy": oracles.hessian_strategy}
 
 
+def _all_ratios() -> dict[str, dict]:
+    common.pin_threads(1)
+    return {f"{n}x{d}": oracle_ratios(n, d) for n, d in SIZES}
+
+
 class OracleCosts:
     params = [SIZES]
     param_names = ["shape"]  # (n, d) of the design matrix
     timeout = 300
 
     def setup_cache(self):
-        pin_threads(1)
-        return {f"{n}x{d}": oracle_ratios(n, d) for n, d in SIZES}
+        return compute_or_skip(_all_ratios)
+
+    def setup(self, cache, size):
+        skip_if_absent(cache)
 
     def track_hvp_over_gradient(self, cache, size):
         return cache[f"{size[0]}x{size[1]}"]["hvp_over_gradient"]
 
     track_hvp_over_gradient.unit = "ratio"
+    track_hvp_over_gradient.better = "lower"
 
     def track_hessian_over_xtdx(self, cache, size):
         return cache[f"{size[0]}x{size[1]}"]["hessian_over_xtdx"]
 
     track_hessian_over_xtdx.unit = "ratio"
+    track_hessian_over_xtdx.better = "lower"
 
 
-if __name__ == "__main__":
-    pin_threads(1)
+if __name__ == "__main__":  # python -m benchmarks.autodiff
+    common.pin_threads(1)
     for n, d in SIZES:
         print(n, d, oracle_ratios(n, d))

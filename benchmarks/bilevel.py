@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import torch
 
-from optlib.bilevel.driver import sgd_lower
-from optlib.bilevel.hypergradient import hypergradient
-from optlib.problems.bilevel_tasks import hyper_cleaning
-from scale.bench import bilevel as bb
-from scale.bench.common import pin_threads
+from ._commit import requires, skip_if_absent
+
+driver = requires("optlib.bilevel.driver")
+hypergradients = requires("optlib.bilevel.hypergradient")
+tasks = requires("optlib.problems.bilevel_tasks")
+bb = requires("scale.bench.bilevel")
+common = requires("scale.bench.common")
 
 THREADS = 1
 KNOBS = {"cg": {}, "neumann": {"alpha": 1.0, "check_step": False}, "z-iterate": {}, "unroll": {"lr": 1.0},
@@ -36,16 +38,17 @@ class Hypergradient:
     repeat = (3, 10, 20.0)
 
     def setup(self):
-        pin_threads(THREADS)
-        self.task = hyper_cleaning(n_train=300, n_val=150, seed=0)
+        common.pin_threads(THREADS)
+        self.hypergradient = hypergradients.hypergradient
+        self.task = tasks.hyper_cleaning(n_train=300, n_val=150, seed=0)
         p = self.task.problem
         gen = torch.Generator().manual_seed(0)
-        self.y = sgd_lower(p, p.x0, p.y0, 50, 1.0, gen)
+        self.y = driver.sgd_lower(p, p.x0, p.y0, 50, 1.0, gen)
         self.ub, self.lb = p.batches(gen)
 
     def _run(self, method):
         p = self.task.problem
-        hypergradient(p, p.x0, self.y, method, upper_batch=self.ub, lower_batch=self.lb,
+        self.hypergradient(p, p.x0, self.y, method, upper_batch=self.ub, lower_batch=self.lb,
                       generator=torch.Generator().manual_seed(1), **KNOBS[method])
 
     def time_cg(self):
@@ -68,11 +71,12 @@ class Accuracy:
     timeout = 300
 
     def setup(self):
-        pin_threads(THREADS)
+        common.pin_threads(THREADS)
+        self.run_one, self.grid = bb.run_one, bb.grid
         self.cfg = bb.Config(**{**bb.PRESETS["quick"], "seeds": 1})
 
     def _acc(self, method):
-        return bb.run_one(self.cfg, "cleaning", method, bb.grid("cleaning", method, 1)[0], 0)["final_acc"]
+        return self.run_one(self.cfg, "cleaning", method, self.grid("cleaning", method, 1)[0], 0)["final_acc"]
 
     def track_test_acc_bo_rep(self):
         return self._acc("bo-rep")
@@ -81,19 +85,23 @@ class Accuracy:
         return self._acc("soba")
 
     track_test_acc_bo_rep.unit = "accuracy"
+    track_test_acc_bo_rep.better = "higher"
     track_test_acc_soba.unit = "accuracy"
+    track_test_acc_soba.better = "higher"
 
 
 class TextAccuracy:
     timeout = 300
 
     def setup(self):
-        pin_threads(THREADS)
+        common.pin_threads(THREADS)
+        self.run_one, self.grid = bb.run_one, bb.grid
+        skip_if_absent(bb.PRESETS, "text")  # the text-cleaning task came after the digits one
         self.cfg = bb.Config(**{**bb.PRESETS["text"], "seeds": 1, "budget": 4000, "text_n_train": 600})
 
     def _acc(self, method):
         task = "text-cleaning"
-        return bb.run_one(self.cfg, task, method, bb.grid(task, method, 1)[0], 0)["final_acc"]
+        return self.run_one(self.cfg, task, method, self.grid(task, method, 1)[0], 0)["final_acc"]
 
     def track_test_acc_bo_rep(self):
         return self._acc("bo-rep")
@@ -105,5 +113,8 @@ class TextAccuracy:
         return self._acc("soba")
 
     track_test_acc_bo_rep.unit = "accuracy"
+    track_test_acc_bo_rep.better = "higher"
     track_test_acc_stocbio.unit = "accuracy"
+    track_test_acc_stocbio.better = "higher"
     track_test_acc_soba.unit = "accuracy"
+    track_test_acc_soba.better = "higher"

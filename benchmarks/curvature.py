@@ -20,9 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optlib.curvature import GGN
-from scale.bench import curvature as cb
-from scale.bench.common import pin_threads
+from ._commit import requires
+
+curvature = requires("optlib.curvature")
+cb = requires("scale.bench.curvature")
+common = requires("scale.bench.common")
 
 THREADS = 1
 # name -> (layer widths, batch size)
@@ -32,7 +34,7 @@ SHAPES = {
 }
 
 
-def _config(shape: str, **kw) -> cb.Config:
+def _config(shape: str, **kw):
     widths, batch = SHAPES[shape]
     return cb.Config(widths=widths, batch_size=batch, threads=THREADS, **kw)
 
@@ -48,9 +50,9 @@ class GGNVectorProduct:
     warmup_time = 0.0
 
     def setup(self, shape):
-        pin_threads(THREADS)
+        common.pin_threads(THREADS)
         model, X, y = cb.build(_config(shape))
-        self.ours = GGN(model, nn.CrossEntropyLoss(), dict(model.named_parameters()), [(X, y)])
+        self.ours = curvature.GGN(model, nn.CrossEntropyLoss(), dict(model.named_parameters()), [(X, y)])
         self.v = torch.randn(self.ours.n, dtype=X.dtype)
         self.theirs = None
         try:
@@ -79,17 +81,20 @@ class Ratios:
     timeout = 600
 
     def setup(self, shape):
-        pin_threads(THREADS)
+        common.pin_threads(THREADS)
+        self.ggn_vp_times, self.kfac_step_times = cb.ggn_vp_times, cb.kfac_step_times
 
     def track_ratio_ggn_vp(self, shape):
-        ratio = cb.ggn_vp_times(_config(shape, repeats=15, warmup=3))["ratio"]
+        ratio = self.ggn_vp_times(_config(shape, repeats=15, warmup=3))["ratio"]
         if ratio is None:
             raise NotImplementedError("curvlinops is not installed")
         return ratio
 
     track_ratio_ggn_vp.unit = "optlib/curvlinops"
+    track_ratio_ggn_vp.better = "lower"
 
     def track_ratio_kfac_step(self, shape):
-        return cb.kfac_step_times(_config(shape, kfac_steps=20, warmup=3))["ratio_median"]
+        return self.kfac_step_times(_config(shape, kfac_steps=20, warmup=3))["ratio_median"]
 
     track_ratio_kfac_step.unit = "KFAC/SGD"
+    track_ratio_kfac_step.better = "lower"

@@ -12,7 +12,7 @@
   watch.
 * ``DropMuon.track_dropmuon_speedup``: Muon's wall-clock time to the target accuracy divided by
   Drop-Muon's (median over seeds, paired by seed) from a short run of ``scale.bench.drop_muon_digits`` with
-  small settings (``SMALL`` below, its ``quick`` preset: the report's configuration), for the uniform and the
+  small settings (its ``quick`` preset: the report's configuration), for the uniform and the
   progress-shifted cutoff (``drop-muon-uniform``, ``drop-muon-shift``). Above 1 means Drop-Muon reached the
   target sooner. The full benchmarks are ``python -m scale.bench.muon_step`` and
   ``python -m scale.bench.drop_muon_digits``.
@@ -25,13 +25,23 @@ from __future__ import annotations
 
 import math
 
-from scale.bench import common, drop_muon_digits, muon_step
+from ._commit import compute_or_skip, requires, skip_if_absent
+
+common = requires("scale.bench.common")
+drop_muon_digits = requires("scale.bench.drop_muon_digits")
+muon_step = requires("scale.bench.muon_step")
 
 THREADS = 1
-SHAPES = muon_step.STEP_SHAPES
-IMPLS = muon_step.STEP_IMPLS
-# One short Drop-Muon run (about a minute): the report's configuration.
-SMALL = drop_muon_digits.PRESETS["quick"]
+# The shape sets and implementations by the names their histories are keyed by (scale.bench.muon_step's
+# STEP_SHAPES and STEP_IMPLS at HEAD; a test keeps them equal).
+SHAPES = ["tiny-gpt", "1024x1024", "4096x1024"]
+IMPLS = ["optlib", "torch"]
+
+
+def _shape_set(name: str):
+    """The matrices of a shape set, as the commit under test defines them (absent there: skipped)."""
+    skip_if_absent(muon_step.STEP_SHAPES, name)
+    return muon_step.STEP_SHAPES[name]
 # asv's parameter "sampling" keeps the values its history is keyed by; each names one of the benchmark's methods.
 SAMPLING = {"drop-uniform": "drop-muon-uniform", "drop-shift": "drop-muon-shift"}
 
@@ -39,7 +49,7 @@ SAMPLING = {"drop-uniform": "drop-muon-uniform", "drop-shift": "drop-muon-shift"
 class StepTime:
     """Wall time of one Muon step on a shape set."""
 
-    params = (list(SHAPES), list(IMPLS))
+    params = (SHAPES, IMPLS)
     param_names = ["shape", "method"]  # the shape set; optlib or torch
     timeout = 300
     number = 1
@@ -48,7 +58,7 @@ class StepTime:
 
     def setup(self, shapes, impl):
         common.pin_threads(THREADS)
-        self.opt = muon_step.muon_optimizer(impl, muon_step.step_params(SHAPES[shapes]))
+        self.opt = muon_step.muon_optimizer(impl, muon_step.step_params(_shape_set(shapes)))
         self.opt.step()  # state allocation and first-call costs, untimed
 
     def time_step(self, shapes, impl):
@@ -58,27 +68,37 @@ class StepTime:
 class Ratio:
     """optlib.optim.Muon step time / torch.optim.Muon step time, measured in one process."""
 
-    params = (list(SHAPES),)
+    params = (SHAPES,)
     param_names = ["shape"]
     timeout = 600
 
+    def setup(self, shapes):
+        self.matrices = _shape_set(shapes)
+        self.measure = muon_step.muon_step_times
+
     def track_ratio_step_time(self, shapes):
         steps, warmup = (3, 1) if shapes == "4096x1024" else (7, 2)
-        return muon_step.muon_step_times(SHAPES[shapes], steps=steps, warmup=warmup, threads=THREADS)["ratio"]
+        return self.measure(self.matrices, steps=steps, warmup=warmup, threads=THREADS)["ratio"]
 
     track_ratio_step_time.unit = "optlib/torch"
+    track_ratio_step_time.better = "lower"
 
 
 def _dropmuon_small():
     """One short ``scale.bench.drop_muon_digits`` run; the median per-seed ratios Muon time / Drop-Muon time,
     keyed by method name."""
     common.pin_threads(THREADS)
-    cfg = drop_muon_digits.Config(**SMALL, threads=THREADS, out=None, plot=False, progress=False)
+    # One short Drop-Muon run (about a minute): the report's configuration.
+    cfg = drop_muon_digits.Config(**drop_muon_digits.PRESETS["quick"], threads=THREADS, out=None, plot=False, progress=False)
     result = drop_muon_digits.run_benchmark(cfg)
     return {name.split("/", 1)[1]: r["time_to_target"]["median"] for name, r in result["ratios"].items()}
 
 
-_dropmuon_small.timeout = 600
+def _dropmuon_cache():
+    return compute_or_skip(_dropmuon_small)
+
+
+_dropmuon_cache.timeout = 600
 
 
 class DropMuon:
@@ -86,11 +106,15 @@ class DropMuon:
 
     params = (["drop-uniform", "drop-shift"],)
     param_names = ["sampling"]
-    setup_cache = staticmethod(_dropmuon_small)
+    setup_cache = staticmethod(_dropmuon_cache)
     timeout = 600
+
+    def setup(self, cache, sampling):
+        skip_if_absent(cache)
 
     def track_dropmuon_speedup(self, cache, sampling):
         value = cache.get(SAMPLING[sampling], math.nan)
         return value if isinstance(value, float) and math.isfinite(value) else math.nan
 
     track_dropmuon_speedup.unit = "Muon/Drop-Muon"
+    track_dropmuon_speedup.better = "higher"

@@ -15,42 +15,55 @@ from pathlib import Path
 
 import torch
 
-from scale.bench.common import pin_threads
-from scale.bench.quantize import QUICK_STEPS, trained_checkpoint
-from scale.quantize import gptq, hessian_from_inputs
-from scale.quantize.cli import Config, run_evaluation
+from ._commit import compute_or_skip, requires, skip_if_absent
+
+common = requires("scale.bench.common")
+bq = requires("scale.bench.quantize")
+quantize = requires("scale.quantize")
+quantize_cli = requires("scale.quantize.cli")
 
 THREADS = 1
+METHODS = ["rtn", "gptq", "foem", "awq", "smoothquant+", "smoothquant+gptq"]
+
+
+def _increases() -> dict[str, float]:
+    common.pin_threads(THREADS)
+    folder = Path(tempfile.mkdtemp(prefix="asv-quantize-"))
+    ckpt = bq.trained_checkpoint(folder, bq.QUICK_STEPS, THREADS)
+    config = quantize_cli.Config(checkpoint=str(ckpt), methods=tuple(METHODS), bits=(4,), group_sizes=(32,),
+                                 calib_windows=32, eval_windows=150, threads=THREADS)
+    result = quantize_cli.run_evaluation(config, log=lambda *_: None, progress=False)
+    return {r["method"]: r["increase"] for r in result["rows"]}
 
 
 class GPTQLayer:
     timeout = 120
 
     def setup(self):
-        pin_threads(THREADS)
+        common.pin_threads(THREADS)
+        self.gptq = quantize.gptq
         gen = torch.Generator().manual_seed(0)
         X = torch.randn(8192, 128, generator=gen) @ (torch.eye(128) + 0.2 * torch.randn(128, 128, generator=gen))
-        self.H = hessian_from_inputs(X)
+        self.H = quantize.hessian_from_inputs(X)
         self.W = 0.05 * torch.randn(512, 128, generator=gen)
 
     def time_gptq_layer(self):
-        gptq(self.W, self.H, bits=4, group_size=32)
+        self.gptq(self.W, self.H, bits=4, group_size=32)
 
 
 class PerplexityIncrease:
-    params = ["rtn", "gptq", "foem", "awq", "smoothquant+", "smoothquant+gptq"]
+    params = METHODS
     param_names = ["method"]
     timeout = 900
     unit = "relative increase"
 
     def setup_cache(self):
-        pin_threads(THREADS)
-        folder = Path(tempfile.mkdtemp(prefix="asv-quantize-"))
-        ckpt = trained_checkpoint(folder, QUICK_STEPS, THREADS)
-        result = run_evaluation(Config(checkpoint=str(ckpt), methods=tuple(self.params), bits=(4,),
-                                       group_sizes=(32,), calib_windows=32, eval_windows=150, threads=THREADS),
-                                log=lambda *_: None, progress=False)
-        return {r["method"]: r["increase"] for r in result["rows"]}
+        return compute_or_skip(_increases)
+
+    def setup(self, increases, method):
+        skip_if_absent(increases, method)
 
     def track_ppl_increase(self, increases, method):
         return increases[method]
+
+    track_ppl_increase.better = "lower"

@@ -29,9 +29,17 @@ from __future__ import annotations
 import math
 import tempfile
 
-from scale.bench import common, training
+from ._commit import compute_or_skip, requires, skip_if_absent
+
+common = requires("scale.bench.common")
+training = requires("scale.bench.training")
 
 THREADS = 1
+# The sides and methods by the names their histories are keyed by (scale.bench.training's SIDES and
+# DEFAULT_METHODS at HEAD; a test keeps them equal). ANCHOR is the method the time ratios divide by.
+SIDES = ["scale.train", "plain"]
+METHODS = ["adamw", "muon", "drop-muon-uniform", "drop-muon-shift"]
+ANCHOR = "adamw"
 
 
 def _plain_config(out_dir: str):
@@ -49,8 +57,9 @@ class PlainStep:
 
     def setup(self):
         common.pin_threads(THREADS)
+        plain_loop = training.PlainLoop
         self.tmp = tempfile.TemporaryDirectory()
-        self.loop = training.PlainLoop(_plain_config(self.tmp.name))
+        self.loop = plain_loop(_plain_config(self.tmp.name))
         for _ in range(3):  # allocator and first-call costs, untimed
             self.loop.step()
 
@@ -69,21 +78,24 @@ class Memory:
 
     def setup(self):
         common.pin_threads(THREADS)
+        self.plain_loop = training.PlainLoop
+        self.bench_config = training.bench_config
+        self.run_train = training._run_train
         self.tmp = tempfile.TemporaryDirectory()
 
     def teardown(self):
         self.tmp.cleanup()
 
     def peakmem_plain_steps(self):
-        loop = training.PlainLoop(_plain_config(self.tmp.name))
+        loop = self.plain_loop(_plain_config(self.tmp.name))
         for _ in range(self.steps):
             loop.step()
 
     def peakmem_train_steps(self):
-        config = training.bench_config({"run.out_dir": self.tmp.name, "run.threads": THREADS,
-                                        "run.max_iters": self.steps, "schedule.warmup": 1,
-                                        "run.eval_interval": 0, "run.eval_iters": 1})
-        training._run_train(config)
+        config = self.bench_config({"run.out_dir": self.tmp.name, "run.threads": THREADS,
+                                    "run.max_iters": self.steps, "schedule.warmup": 1,
+                                    "run.eval_interval": 0, "run.eval_iters": 1})
+        self.run_train(config)
 
 
 def _throughput():
@@ -91,26 +103,35 @@ def _throughput():
     return training.measure_throughput(cfg)["by_threads"][str(THREADS)]
 
 
-_throughput.timeout = 600
+def _throughput_cache():
+    return compute_or_skip(_throughput)
+
+
+_throughput_cache.timeout = 600
 
 
 class Throughput:
     """scale.train tokens/s against the plain loop's, measured in one process."""
 
-    params = (list(training.SIDES),)
+    params = (SIDES,)
     param_names = ["side"]
-    setup_cache = staticmethod(_throughput)
+    setup_cache = staticmethod(_throughput_cache)
     timeout = 600
+
+    def setup(self, cache, side):
+        skip_if_absent(cache)
 
     def track_throughput_ratio(self, cache, side):
         return cache["ratio"] if side == "scale.train" else 1.0
 
     track_throughput_ratio.unit = "scale.train/plain"
+    track_throughput_ratio.better = "higher"
 
     def track_tokens_per_s(self, cache, side):
         return cache["median_tokens_per_s"][side]
 
     track_tokens_per_s.unit = "tokens/s"
+    track_tokens_per_s.better = "higher"
 
 
 def _quality():
@@ -118,29 +139,39 @@ def _quality():
     return training.run_quality(cfg)
 
 
-_quality.timeout = 600
+def _quality_cache():
+    return compute_or_skip(_quality)
+
+
+_quality_cache.timeout = 600
 
 
 class Quality:
     """Time to AdamW's validation loss, relative to AdamW (short runs; NaN: target not reached)."""
 
-    params = (list(training.DEFAULT_METHODS),)
+    params = (METHODS,)
     param_names = ["method"]
-    setup_cache = staticmethod(_quality)
+    setup_cache = staticmethod(_quality_cache)
     timeout = 600
 
+    def setup(self, cache, method):
+        skip_if_absent(cache)
+        skip_if_absent(cache["summary"], method)
+
     def track_time_to_target_ratio(self, cache, method):
-        if method == training.ANCHOR:
+        if method == ANCHOR:
             return 1.0
         value = cache["ratios"][method]["time_to_target"]["median"]
         return value if isinstance(value, float) and math.isfinite(value) else math.nan
 
     track_time_to_target_ratio.unit = "time/time(adamw)"
+    track_time_to_target_ratio.better = "lower"
 
     def track_final_val_loss(self, cache, method):
         return cache["summary"][method]["final_val_loss"]["median"]
 
     track_final_val_loss.unit = "nats/char"
+    track_final_val_loss.better = "lower"
 
 
 def _scaling():
@@ -148,7 +179,11 @@ def _scaling():
     return training.run_scaling(cfg)["prediction"]
 
 
-_scaling.timeout = 600
+def _scaling_cache():
+    return compute_or_skip(_scaling)
+
+
+_scaling_cache.timeout = 600
 
 
 class ScalingLaw:
@@ -156,10 +191,14 @@ class ScalingLaw:
 
     params = (["mean_abs", "max_abs"],)
     param_names = ["error"]
-    setup_cache = staticmethod(_scaling)
+    setup_cache = staticmethod(_scaling_cache)
     timeout = 600
+
+    def setup(self, cache, error):
+        skip_if_absent(cache)
 
     def track_wsd_prediction_error(self, cache, error):
         return cache["smoothed"][error]
 
     track_wsd_prediction_error.unit = "loss"
+    track_wsd_prediction_error.better = "lower"
