@@ -1,0 +1,110 @@
+"""The tools around the asv suite: the regression gate (``scripts/bench_compare.py``) judges each figure in
+its declared direction."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_compare = _script("bench_compare")
+
+
+# ------------------------------------------------------------------------------------------- the gate
+
+
+@pytest.mark.parametrize(("base", "head", "better", "verdict"), [
+    (1.0, 1.6, "lower", "regressed"),    # a ratio 1.6x larger
+    (1.0, 1.4, "lower", "same"),
+    (1.0, 0.6, "lower", "improved"),
+    (0.9, 0.5, "higher", "regressed"),   # an accuracy that fell below base / 1.5
+    (0.9, 0.7, "higher", "same"),
+    (0.6, 0.95, "higher", "improved"),   # asv's own rule would call this rise a regression
+    (-0.02, 0.0, "lower", "regressed"),  # a negative perplexity increase that rose past (factor-1)|base|
+    (-0.02, -0.025, "lower", "same"),
+    (2.0, 3.5, "none", "not gated"),     # a slope with a target value: shown, not judged
+    (math.nan, 1.0, "lower", "not judged"),
+    (None, 1.0, "higher", "not judged"),
+    (1.0, None, "lower", "regressed"),   # failed at HEAD
+    (1.0, math.nan, "higher", "regressed"),
+])
+def test_judge_follows_the_declared_direction(base, head, better, verdict):
+    assert bench_compare.judge(base, head, better, 1.5) == verdict
+
+
+def test_a_count_with_factor_one_flags_any_drop():
+    assert bench_compare.judge(1.0, 6 / 7, "higher", 1.0) == "regressed"
+    assert bench_compare.judge(53.0, 53.0, "higher", 1.0) == "same"
+
+
+def test_every_track_benchmark_declares_its_direction():
+    dirs = bench_compare.directions()
+    assert len(dirs) >= 30
+    assert dirs["theorems.TheoremTable.track_share_holding"] == ("higher", 1.0)
+    assert dirs["muon.Ratio.track_ratio_step_time"] == ("lower", None)
+    assert dirs["bilevel.Accuracy.track_test_acc_bo_rep"][0] == "higher"
+    assert set(bench_compare.directions("theorems")) == {"theorems.TheoremTable.track_share_holding",
+                                                         "theorems.TheoremTable.track_worst_margin"}
+
+
+def _write_results(folder: Path, machine: str, commit: str, values: dict[str, list]):
+    """asv result files written through asv's own API, as `asv run` writes them."""
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+
+    res = Results({"machine": machine, "python": "3.11"}, {}, commit, 0, "3.11", "virtualenv-py3.11", {})
+    for name, (params, result) in values.items():
+        bench = {"name": name, "version": "1", "params": params, "param_names": [f"p{i}" for i in
+                                                                                  range(len(params))]}
+        res.add_result(bench, BenchmarkResult(result=result, samples=[None] * len(result),
+                                              number=[None] * len(result), errcode=0, stderr="", profile=None),
+                       started_at=datetime.datetime.now(datetime.UTC), duration=1.0)
+    res.save(str(folder))
+
+
+def test_results_are_read_and_compared_per_parameter(tmp_path):
+    base, head = "a" * 40, "b" * 40
+    (tmp_path / "box").mkdir()
+    (tmp_path / "box" / "machine.json").write_text(json.dumps({"machine": "box", "version": 1}))
+    _write_results(tmp_path, "box", base, {
+        "muon.Ratio.track_ratio_step_time": ([["'tiny-gpt'", "'1024x1024'"]], [1.0, 1.0]),
+        "bilevel.Accuracy.track_test_acc_bo_rep": ([], [0.6]),
+    })
+    _write_results(tmp_path, "box", head, {
+        "muon.Ratio.track_ratio_step_time": ([["'tiny-gpt'", "'1024x1024'"]], [1.2, 2.0]),
+        "bilevel.Accuracy.track_test_acc_bo_rep": ([], [0.95]),
+    })
+    assert bench_compare._machine(tmp_path, None) == "box"
+    old = bench_compare.load_values(tmp_path, "box", base)
+    new = bench_compare.load_values(tmp_path, "box", head)
+    assert old[("muon.Ratio.track_ratio_step_time", ("'1024x1024'",))] == 1.0
+    rows = bench_compare.compare(old, new, bench_compare.directions(), 1.5)
+    verdicts = {(r["benchmark"], tuple(r["params"])): r["verdict"] for r in rows}
+    assert verdicts == {("bilevel.Accuracy.track_test_acc_bo_rep", ()): "improved",
+                        ("muon.Ratio.track_ratio_step_time", ("'1024x1024'",)): "regressed",
+                        ("muon.Ratio.track_ratio_step_time", ("'tiny-gpt'",)): "same"}
+    with pytest.raises(ValueError, match="no results for cccccccc"):
+        bench_compare.load_values(tmp_path, "box", "c" * 40)
+
+
+def test_the_gate_rejects_bad_input(capsys):
+    assert bench_compare.main(["--base", "no-such-branch-xyz", "--no-run"]) == 2
+    assert "unknown commit 'no-such-branch-xyz'" in capsys.readouterr().err
+    assert bench_compare.main(["--factor", "0.5", "--no-run"]) == 2
+    assert bench_compare.main(["--bench", "no_such_benchmark", "--no-run"]) == 2
