@@ -61,18 +61,14 @@ bench-quick: $(STAMP)
 	$(BIN)/asv run -E existing:$(abspath $(BIN)/python) --quick --dry-run --show-stderr
 
 # The last N commits of main, each built into asv's own virtualenv (asv.conf.json), commits already measured
-# skipped; then the offline dashboard in .asv/html. asv exits 2 when a benchmark failed or could not run at some
-# commit (recorded as failed/skipped in the results, e.g. a benchmark newer than the commit): the run goes on.
+# skipped, J asv processes side by side (one per free core); then the offline dashboard in .asv/html. A benchmark
+# that failed or could not run at some commit (e.g. one newer than the commit) is recorded so and the run goes on.
 # BENCH (a regular expression, e.g. BENCH='autodiff|theorems') restricts the run to matching benchmarks.
 N ?= 20
+J ?= 1
 BENCH ?=
 dashboard: $(STAMP)
-	$(BIN)/asv machine --yes >/dev/null
-	@mkdir -p .asv
-	git rev-list --first-parent --max-count=$(N) main > .asv/dashboard-commits.txt
-	$(BIN)/asv run --show-stderr --skip-existing-commits $(if $(BENCH),--bench '$(BENCH)') HASHFILE:$(CURDIR)/.asv/dashboard-commits.txt || [ $$? -eq 2 ]
-	$(BIN)/asv publish
-	$(BIN)/python scripts/offline_assets.py --target dashboard --html-dir .asv/html
+	$(BIN)/python scripts/dashboard_run.py --commits $(N) --jobs $(J) --bench '$(BENCH)'
 
 # Regression gate before merging: the track_* figures (ratios and quality figures, which, unlike raw timings,
 # mean something on a shared machine) at BASE and HEAD, each judged in the direction its benchmark declares;

@@ -1,5 +1,6 @@
 """The tools around the asv suite: the regression gate (``scripts/bench_compare.py``) judges each figure in
-its declared direction."""
+its declared direction, and ``make dashboard``'s runner (``scripts/dashboard_run.py``) deals commits to its
+asv processes and gives each its own environment."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def _script(name: str):
 
 
 bench_compare = _script("bench_compare")
+dashboard_run = _script("dashboard_run")
 
 
 # ------------------------------------------------------------------------------------------- the gate
@@ -108,3 +110,43 @@ def test_the_gate_rejects_bad_input(capsys):
     assert "unknown commit 'no-such-branch-xyz'" in capsys.readouterr().err
     assert bench_compare.main(["--factor", "0.5", "--no-run"]) == 2
     assert bench_compare.main(["--bench", "no_such_benchmark", "--no-run"]) == 2
+
+
+# ------------------------------------------------------------------------------------------ the runner
+
+
+def test_commits_are_dealt_round_robin():
+    commits = [f"c{i}" for i in range(7)]
+    assert dashboard_run.shards(commits, 1) == [commits]
+    assert dashboard_run.shards(commits, 2) == [["c0", "c2", "c4", "c6"], ["c1", "c3", "c5"]]
+    assert dashboard_run.shards(commits[:1], 3) == [["c0"]]  # no empty shard, no idle asv process
+
+
+def test_each_shard_gets_its_own_environment(tmp_path):
+    from asv.util import load_json
+
+    assert dashboard_run.shard_config(1, 1, tmp_path) == dashboard_run.CONFIG
+    main = load_json(str(dashboard_run.CONFIG), js_comments=True)
+    paths = [dashboard_run.shard_config(k, 2, tmp_path) for k in (1, 2)]
+    confs = [json.loads(p.read_text()) for p in paths]
+    root = dashboard_run.ROOT.resolve()
+    assert [c["env_dir"] for c in confs] == [str(root / (main["env_dir"] + f"-shard-{k}")) for k in (1, 2)]
+    paths = ("repo", "benchmark_dir", "env_dir", "results_dir", "html_dir")
+    for conf in confs:  # the same folders (absolute: asv reads them from the configuration's folder) ...
+        assert conf["repo"] == str(root) and conf["results_dir"] == str(root / main["results_dir"])
+        # ... and everything else is the project's configuration
+        assert {k: v for k, v in conf.items() if k not in paths} == {k: v for k, v in main.items()
+                                                                     if k not in paths}
+
+
+def test_the_runner_rejects_bad_input(capsys):
+    assert dashboard_run.main(["--jobs", "0"]) == 2
+    assert dashboard_run.main(["--branch", "no-such-branch-xyz"]) == 2
+    assert "git rev-list no-such-branch-xyz" in capsys.readouterr().err
+    assert dashboard_run.main(["--attribute", "repeat"]) == 2
+
+
+def test_the_scripts_run_from_the_makefile_targets():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "scripts/dashboard_run.py --commits $(N) --jobs $(J)" in makefile
+    assert "scripts/bench_compare.py --base $(BASE) --head $(HEAD) --factor $(FACTOR)" in makefile
