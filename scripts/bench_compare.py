@@ -177,8 +177,8 @@ def run(cfg: Config) -> int:
     for r in rows:
         params = ", ".join(map(str, r["params"]))
         label = f"{r['benchmark']}({params})" if params else r["benchmark"]
-        print(f"{r['verdict']:>10}  {label:<{width + 30}} {_fmt(r['base']):>12} -> {_fmt(r['head']):<12} "
-              f"({r['better']} is better, factor {r['factor']:g})")
+        rule = "target value" if r["better"] == "none" else f"{r['better']} is better, factor {r['factor']:g}"
+        print(f"{r['verdict']:>10}  {label:<{width + 30}} {_fmt(r['base']):>12} -> {_fmt(r['head']):<12} ({rule})")
     bad = [r for r in rows if r["verdict"] == "regressed"]
     summary = {v: sum(r["verdict"] == v for r in rows) for v in ("regressed", "improved", "same", "not gated",
                                                                  "not judged")}

@@ -8,7 +8,9 @@ is single-threaded). The results land in the one results folder as usual. Raw ``
 side by side share the machine's memory bandwidth; the ``track_*`` ratios compare two sides measured in the
 same process and are what the graphs are read for (docs/benchmarks_over_time.md).
 
-Commits that already have results are skipped (``--skip-existing-commits``), so a second run measures only
+At the end the history of each benchmark over the range is printed and written to
+``.asv/dashboard/history.json``: on how many commits it was measured, skipped (the commit lacked what it
+measures) or failed. Commits that already have results are skipped (``--skip-existing-commits``), so a second run measures only
 what is new. asv exits with status 2 when a benchmark failed or could not run at some commit (recorded as
 failed or skipped there); that is part of a history and does not stop the run. Any other status does.
 
@@ -20,6 +22,7 @@ Timing attributes: ``--attribute`` (asv's ``-a``, default ``rounds=1`` and ``rep
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -77,6 +80,26 @@ def shard_config(k: int, jobs: int, folder: Path) -> Path:
     return path
 
 
+def history_lengths(results: Path, commits: list[str]) -> dict[str, dict[str, int]]:
+    """Per benchmark: of ``commits``, how many have a value (at least one parameter combination measured),
+    how many skipped it (asv's NaN: the commit lacked what it measures) and how many failed it (no value)."""
+    from asv.results import iter_results
+
+    wanted = set(commits)
+    out: dict[str, dict[str, int]] = {}
+    for res in iter_results(str(results)):
+        if res.commit_hash not in wanted:
+            continue
+        for key in res.get_all_result_keys():
+            values = res.get_result_value(key, res.get_result_params(key))
+            numbers = [v for v in values if v is not None]
+            kind = ("measured" if any(not math.isnan(v) for v in numbers) else
+                    "skipped" if numbers else "failed")
+            row = out.setdefault(key, {"measured": 0, "skipped": 0, "failed": 0})
+            row[kind] += 1
+    return dict(sorted(out.items()))
+
+
 def _pump(stream, prefix: str, log) -> None:
     for line in iter(stream.readline, ""):
         log.write(line)
@@ -125,6 +148,14 @@ def run(cfg: Config) -> int:
     print(f"measured {len(commits)} commits in {minutes:.1f} min with {len(parts)} asv process(es); "
           f"exit statuses {statuses} (2: some benchmark failed or was skipped at some commit)", flush=True)
     bad = [s for s in statuses if s not in (0, 2)]
+    lengths = history_lengths(ROOT / ".asv" / "results", commits)
+    (folder / "history.json").write_text(json.dumps({"commits": commits, "minutes": round(minutes, 1),
+                                                     "jobs": len(parts), "benchmarks": lengths}, indent=2)
+                                         + "\n", encoding="utf-8")
+    width = max((len(name) for name in lengths), default=9)
+    print(f"{'benchmark':<{width}}  measured  skipped  failed   (of {len(commits)} commits)")
+    for name, row in lengths.items():
+        print(f"{name:<{width}}  {row['measured']:>8}  {row['skipped']:>7}  {row['failed']:>6}")
     if cfg.publish:
         subprocess.run([sys.executable, "-m", "asv", "publish"], cwd=ROOT, check=True)
         subprocess.run([sys.executable, "scripts/offline_assets.py", "--target", "dashboard", "--html-dir",

@@ -150,3 +150,15 @@ def test_the_scripts_run_from_the_makefile_targets():
     makefile = (ROOT / "Makefile").read_text()
     assert "scripts/dashboard_run.py --commits $(N) --jobs $(J)" in makefile
     assert "scripts/bench_compare.py --base $(BASE) --head $(HEAD) --factor $(FACTOR)" in makefile
+
+
+def test_history_lengths_count_measured_skipped_and_failed_commits(tmp_path):
+    """asv stores a skipped benchmark as NaN and a failed one as None; a commit outside the range is ignored."""
+    commits = [c * 40 for c in "abc"]
+    (tmp_path / "box").mkdir()
+    (tmp_path / "box" / "machine.json").write_text(json.dumps({"machine": "box", "version": 1}))
+    for commit, values in zip(commits + ["d" * 40], ([1.0, math.nan], [math.nan, math.nan], [None, None],
+                                                     [2.0, 2.0]), strict=True):
+        _write_results(tmp_path, "box", commit, {"drift.Cost.time_gradient": ([["'x'", "'y'"]], values)})
+    lengths = dashboard_run.history_lengths(tmp_path, commits)
+    assert lengths == {"drift.Cost.time_gradient": {"measured": 1, "skipped": 1, "failed": 1}}
