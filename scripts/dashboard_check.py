@@ -275,8 +275,11 @@ def check_dashboard(browser: Browser, base: str, html_dir: Path, out: Path, cfg:
     browser.screenshot(Path(page.screenshot))
     results.append(page)
 
-    for family, (name, published) in pick_graphs(html_dir).items():
-        page = PageResult(f"graph of {family}", f"{base}index.html#{name}", str(out / f"graph-{family}.png"))
+    for k, (family, (name, published)) in enumerate(pick_graphs(html_dir).items()):
+        # a query of its own per graph makes each one a fresh document: a mere change of the #fragment would
+        # keep the previous graph's plot on the page until the new one is drawn (asv ignores the query)
+        page = PageResult(f"graph of {family}", f"{base}index.html?graph={k}#{name}",
+                          str(out / f"graph-{family}.png"))
         browser.open(page.url, cfg.timeout)
         expr = ("(function(){var el=window.jQuery && jQuery('#main-graph'); var p=el && el.data('plot');"
                 " if(!p) return null; return p.getData().map(function(s){"
@@ -289,6 +292,9 @@ def check_dashboard(browser: Browser, base: str, html_dir: Path, out: Path, cfg:
         if not counts or max(counts) < cfg.min_points:
             page.problems.append(f"graph has {max(counts) if counts else 0} points (at least {cfg.min_points} "
                                  "required)")
+        elif max(counts) != published:  # the page drew some other graph, or lost points on the way
+            page.problems.append(f"the page draws {max(counts)} points in its longest series, the published "
+                                 f"graphs of {name} hold {published}")
         browser.screenshot(Path(page.screenshot))
         results.append(page)
     return results

@@ -162,3 +162,45 @@ def test_history_lengths_count_measured_skipped_and_failed_commits(tmp_path):
         _write_results(tmp_path, "box", commit, {"drift.Cost.time_gradient": ([["'x'", "'y'"]], values)})
     lengths = dashboard_run.history_lengths(tmp_path, commits)
     assert lengths == {"drift.Cost.time_gradient": {"measured": 1, "skipped": 1, "failed": 1}}
+
+
+# ------------------------------------------------------------------------------------ the browser check
+
+dashboard_check = _script("dashboard_check")
+
+
+def _published(tmp_path: Path) -> Path:
+    """A published dashboard's index.json and graph files, as `asv publish` writes them."""
+    html = tmp_path / "html"
+    graphs = html / "graphs" / "machine-vm"
+    graphs.mkdir(parents=True)
+    (html / "index.json").write_text(json.dumps({"benchmarks": {
+        "drift.Cost.time_gradient": {}, "drift.Slopes.track_dal_loss_ratio": {}, "muon.StepTime.time_step": {}}}))
+    (graphs / "drift.Cost.time_gradient.json").write_text(json.dumps([[1, 0.1], [2, 0.2], [3, None]]))
+    (graphs / "drift.Slopes.track_dal_loss_ratio.json").write_text(json.dumps([[1, 0.7], [2, 0.8]]))
+    # a parameterized benchmark: one list of values per point, a point counts when any value is there
+    (graphs / "muon.StepTime.time_step.json").write_text(json.dumps([[1, [None, None]], [2, [0.3, None]]]))
+    return html
+
+
+def test_each_family_shows_its_longest_history_track_first(tmp_path):
+    html = _published(tmp_path)
+    assert dashboard_check.graph_points(html / "graphs") == {
+        "drift.Cost.time_gradient": 2, "drift.Slopes.track_dal_loss_ratio": 2, "muon.StepTime.time_step": 1}
+    assert dashboard_check.pick_graphs(html) == {"drift": ("drift.Slopes.track_dal_loss_ratio", 2),
+                                                 "muon": ("muon.StepTime.time_step", 1)}
+
+
+def test_the_check_fails_loudly_without_a_browser_or_a_dashboard(tmp_path, capsys, monkeypatch):
+    with pytest.raises(dashboard_check.CheckError, match="no Chromium found.*apt-get install"):
+        dashboard_check.find_chromium("no-such-browser-xyz")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html></html>")
+    html = _published(tmp_path)
+    (html / "index.html").write_text("<html></html>")
+    argv = ["--html-dir", str(html), "--site-dir", str(site), "--out", str(tmp_path / "out")]
+    assert dashboard_check.main([*argv, "--chromium", "no-such-browser-xyz"]) == 2
+    assert "no Chromium found" in capsys.readouterr().err
+    assert dashboard_check.main(["--html-dir", str(tmp_path / "nothing"), "--site-dir", str(site)]) == 2
+    assert "run `make dashboard` first" in capsys.readouterr().err
