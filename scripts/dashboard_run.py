@@ -119,6 +119,12 @@ def run(cfg: Config) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=ROOT, check=True, capture_output=True)
     parts = shards(commits, cfg.jobs)
+    from asv.results import iter_existing_hashes
+
+    results = ROOT / ".asv" / "results"
+    known = set(iter_existing_hashes(str(results))) if results.is_dir() else set()
+    new = [c for c in commits if c not in known]
+    print(f"{len(new)} of the {len(commits)} commits have no results yet and will be measured", flush=True)
     started = time.monotonic()
     procs, pumps, logs = [], [], []
     for k, part in enumerate(parts, 1):
@@ -145,10 +151,11 @@ def run(cfg: Config) -> int:
         pump.join()
         log.close()
     minutes = (time.monotonic() - started) / 60
-    print(f"measured {len(commits)} commits in {minutes:.1f} min with {len(parts)} asv process(es); "
+    print(f"measured {len(new)} new of {len(commits)} commits in {minutes:.1f} min with {len(parts)} asv "
+          "process(es) (commits with results were skipped); "
           f"exit statuses {statuses} (2: some benchmark failed or was skipped at some commit)", flush=True)
     bad = [s for s in statuses if s not in (0, 2)]
-    lengths = history_lengths(ROOT / ".asv" / "results", commits)
+    lengths = history_lengths(results, commits)
     (folder / "history.json").write_text(json.dumps({"commits": commits, "minutes": round(minutes, 1),
                                                      "jobs": len(parts), "benchmarks": lengths}, indent=2)
                                          + "\n", encoding="utf-8")
