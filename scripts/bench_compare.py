@@ -116,7 +116,8 @@ def _machine(results: Path, machine: str | None) -> str:
 
 
 def load_values(results: Path, machine: str, commit: str) -> dict[tuple[str, tuple], float | None]:
-    """(benchmark, parameter values) -> value at ``commit`` (None: failed or skipped) from asv's result files."""
+    """(benchmark, parameter values) -> value at ``commit`` from asv's result files (None: failed; NaN: skipped
+    or not reached)."""
     from asv.results import iter_results_for_machine_and_hash
 
     values: dict[tuple[str, tuple], float | None] = {}
@@ -143,10 +144,9 @@ def compare(base: dict, head: dict, dirs: dict[str, tuple[str, float | None]], f
         if name not in dirs:
             continue
         better, own = dirs[name]
-        verdict = judge(value, head.get((name, combo)), better, own if own is not None else factor)
-        rows.append({"benchmark": name, "params": list(combo), "better": better, "base": value,
-                     "head": head.get((name, combo)), "factor": own if own is not None else factor,
-                     "verdict": verdict})
+        used, now = factor if own is None else own, head.get((name, combo))
+        rows.append({"benchmark": name, "params": list(combo), "better": better, "base": value, "head": now,
+                     "factor": used, "verdict": judge(value, now, better, used)})
     return rows
 
 

@@ -10,8 +10,8 @@ same process and are what the graphs are read for (docs/benchmarks_over_time.md)
 
 At the end the history of each benchmark over the range is printed and written to
 ``.asv/dashboard/history.json``: on how many commits it was measured, skipped (the commit lacked what it
-measures) or failed. Commits that already have results are skipped (``--skip-existing-commits``), so a second run measures only
-what is new. asv exits with status 2 when a benchmark failed or could not run at some commit (recorded as
+measures) or failed. Commits that already have results are skipped (``--skip-existing-commits``), so a
+second run measures only what is new. asv exits with status 2 when a benchmark failed or could not run at some commit (recorded as
 failed or skipped there); that is part of a history and does not stop the run. Any other status does.
 
 Timing attributes: ``--attribute`` (asv's ``-a``, default ``rounds=1`` and ``repeat=3``) caps how often each
